@@ -1,0 +1,32 @@
+"""The exceptions hwgen raises for bad input. The CLI turns each into one line and exit code 2."""
+
+from __future__ import annotations
+
+__all__ = ["HwgenError", "ModelLoadError", "UnsupportedModelError", "InvalidOptionError", "VerificationError"]
+
+
+class HwgenError(Exception):
+    """Base class: a problem with the user's model, input or options (not a bug in hwgen)."""
+
+
+class ModelLoadError(HwgenError):
+    """The file is missing, is not an ONNX model, or fails the ONNX checker."""
+
+
+class UnsupportedModelError(HwgenError):
+    """The model is valid ONNX but uses something hwgen cannot compile exactly."""
+
+    def __init__(self, reason: str, *, node: str | None = None, op: str | None = None):
+        self.node, self.op, self.reason = node, op, reason
+        where = ""
+        if node is not None or op is not None:
+            where = f"node {node!r} ({op}): " if node is not None else f"{op}: "
+        super().__init__(where + reason)
+
+
+class InvalidOptionError(HwgenError):
+    """A command-line option or input array does not fit the model."""
+
+
+class VerificationError(HwgenError):
+    """The IR breaks an invariant; the message names the first bad node."""

@@ -1,0 +1,28 @@
+"""ONNX -> IR: load and check the model, run the pre-import passes, import QDQ and QOperator ops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+
+from ..ir import Graph
+from .graph import OnnxGraph
+from .importer import import_graph
+from .load import check_model, load_model
+from .lower import LoweringConfig
+from .onnx_passes import ONNX_PASSES, run_onnx_passes
+
+__all__ = ["LoweringConfig", "import_model", "import_onnx", "load_model", "ONNX_PASSES"]
+
+
+def import_onnx(model: onnx.ModelProto, config: LoweringConfig = LoweringConfig()) -> Graph:
+    """An in-memory ONNX model -> IR graph (before the IR passes)."""
+    graph = OnnxGraph.from_model(check_model(model))
+    return import_graph(run_onnx_passes(graph), config)
+
+
+def import_model(path: str | Path, config: LoweringConfig = LoweringConfig()) -> Graph:
+    """An ONNX file -> IR graph (before the IR passes)."""
+    graph = OnnxGraph.from_model(load_model(path))
+    return import_graph(run_onnx_passes(graph), config)

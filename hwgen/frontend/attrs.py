@@ -1,0 +1,80 @@
+"""Convolution and pooling geometry from ONNX attributes (auto_pad, ceil_mode, defaults)."""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+
+from ..errors import UnsupportedModelError
+from ..ir import conv_output_hw
+from .graph import attribute
+
+
+def _pair(node: onnx.NodeProto, name: str, default: int) -> tuple[int, int]:
+    value = attribute(node, name, None)
+    if value is None:
+        return (default, default)
+    if len(value) != 2:
+        raise UnsupportedModelError(f"attribute {name}={list(value)}: hwgen handles 2-D ops only",
+                                    node=node.name, op=node.op_type)
+    if any(v <= 0 for v in value):
+        raise UnsupportedModelError(f"attribute {name}={list(value)} must be positive", node=node.name,
+                                    op=node.op_type)
+    return (int(value[0]), int(value[1]))
+
+
+def _auto_pads(node, mode: str, in_hw, kernel, stride, dilation) -> tuple[int, int, int, int]:
+    if mode == "VALID":
+        return (0, 0, 0, 0)
+    begin, end = [], []
+    for size, k, s, d in zip(in_hw, kernel, stride, dilation):
+        out = math.ceil(size / s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begin.append(small if mode == "SAME_UPPER" else large)
+        end.append(large if mode == "SAME_UPPER" else small)
+    return (begin[0], begin[1], end[0], end[1])
+
+
+def window_geometry(node: onnx.NodeProto, in_hw, kernel) -> tuple[tuple, tuple, tuple]:
+    """(stride, dilation, pads as top, left, bottom, right) of a Conv or pool."""
+    stride = _pair(node, "strides", 1)
+    dilation = _pair(node, "dilations", 1)
+    mode = attribute(node, "auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        pads = _auto_pads(node, mode, in_hw, kernel, stride, dilation)
+    elif mode == "NOTSET":
+        pads = tuple(int(p) for p in attribute(node, "pads", [0, 0, 0, 0]))
+        if len(pads) != 4:
+            raise UnsupportedModelError(f"pads={list(pads)}: hwgen handles 2-D ops only", node=node.name,
+                                        op=node.op_type)
+        if any(p < 0 for p in pads):
+            raise UnsupportedModelError(f"negative pads {list(pads)}", node=node.name, op=node.op_type)
+    else:
+        raise UnsupportedModelError(f"unknown auto_pad {mode!r}", node=node.name, op=node.op_type)
+    oh, ow = conv_output_hw(in_hw, kernel, stride, dilation, pads)
+    if oh <= 0 or ow <= 0:
+        raise UnsupportedModelError(f"the window {kernel} does not fit the {in_hw[0]}x{in_hw[1]} input",
+                                    node=node.name, op=node.op_type)
+    return stride, dilation, pads
+
+
+def pool_geometry(node: onnx.NodeProto, in_hw) -> tuple[tuple, tuple, tuple, tuple]:
+    """(kernel, stride, dilation, pads) of MaxPool / AveragePool, ceil_mode turned into extra end pads."""
+    kernel = _pair(node, "kernel_shape", 0)
+    if attribute(node, "kernel_shape") is None:
+        raise UnsupportedModelError("kernel_shape is required", node=node.name, op=node.op_type)
+    stride, dilation, pads = window_geometry(node, in_hw, kernel)
+    if attribute(node, "ceil_mode", 0):
+        floor_hw = conv_output_hw(in_hw, kernel, stride, dilation, pads)
+        extra = []
+        for axis in range(2):
+            span = in_hw[axis] + pads[axis] + pads[axis + 2] - dilation[axis] * (kernel[axis] - 1) - 1
+            out = -(-span // stride[axis]) + 1
+            if (out - 1) * stride[axis] >= in_hw[axis] + pads[axis]:  # last window would start in padding
+                out -= 1
+            extra.append(max(0, (out - floor_hw[axis]) * stride[axis]))
+        pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
+    return kernel, stride, dilation, pads

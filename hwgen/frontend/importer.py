@@ -1,0 +1,194 @@
+"""Walks the pre-processed ONNX graph and builds the IR, one handler per ONNX op."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..errors import UnsupportedModelError
+from ..fixed import IntType
+from ..ir import Graph, HostQuantize, InputPort, Layout, OutputPort
+from .graph import OnnxGraph
+from .lower import Act, Builder, LoweringConfig, ir_shape_of
+from .values import Const, Deq, Pending, QConst, Value
+
+
+#: Element types of graph inputs hwgen accepts.
+SUPPORTED_DTYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "float16", "float32", "float64"}
+
+
+def _param_equal(a: float, b: float) -> bool:
+    return np.float32(a) == np.float32(b)
+
+
+class Importer:
+    """Symbolic execution of the ONNX graph: each tensor name maps to a `Value`."""
+
+    def __init__(self, graph: OnnxGraph, config: LoweringConfig):
+        self.g = graph
+        self.builder = Builder(config)
+        self.values: dict[str, Value] = {}
+        self.unbound: set[str] = set()  # integer inputs whose scale / zero point no node gave yet
+
+    # -- value access with precise errors ----------------------------------------------
+
+    def fail(self, node: onnx.NodeProto, reason: str):
+        raise UnsupportedModelError(reason, node=node.name, op=node.op_type)
+
+    def value(self, node: onnx.NodeProto, index: int) -> Value | None:
+        if index >= len(node.input) or not node.input[index]:
+            return None
+        name = node.input[index]
+        if name not in self.values:
+            self.fail(node, f"input {name!r} is not available")
+        v = self.values[name]
+        if isinstance(v, Act):
+            return Act(self.builder.tensors[v.name], v.onnx_shape, v.chw)  # a bind may have updated it
+        return v
+
+    def deq(self, node: onnx.NodeProto, index: int = 0) -> Deq:
+        v = self.value(node, index)
+        if isinstance(v, Deq):
+            return v
+        if isinstance(v, Act):
+            self.fail(node, f"input {node.input[index]!r} is an integer tensor used as float without "
+                            "DequantizeLinear")
+        if isinstance(v, Pending):
+            self.fail(node, f"input {node.input[index]!r} comes from node {v.node.name!r} ({v.node.op_type}) "
+                            "without a QuantizeLinear in between; hwgen needs every activation quantized")
+        if isinstance(v, (Const, QConst)):
+            self.fail(node, f"input {node.input[index]!r} is a constant; hwgen needs a quantized activation")
+        if node.input[index] in self.g.input_quant or node.input[index] in self.g.inputs:
+            self.fail(node, f"input {node.input[index]!r} is used in float: the model is not quantized "
+                            "(quantize it with onnxruntime.quantization.quantize_static)")
+        self.fail(node, f"input {node.input[index]!r} is not a dequantized activation")
+
+    def act(self, node: onnx.NodeProto, index: int = 0) -> Act:
+        v = self.value(node, index)
+        if not isinstance(v, Act):
+            self.fail(node, f"input {node.input[index]!r} must be an integer activation, "
+                            f"not {type(v).__name__ if v is not None else 'missing'}")
+        return v
+
+    def const(self, node: onnx.NodeProto, index: int, default=None) -> np.ndarray | None:
+        v = self.value(node, index)
+        if v is None:
+            return default
+        if not isinstance(v, Const):
+            self.fail(node, f"input {node.input[index]!r} must be a constant")
+        return v.values
+
+    def scalar(self, node: onnx.NodeProto, index: int, default=None):
+        a = self.const(node, index, None)
+        if a is None:
+            return default
+        if a.size != 1:
+            self.fail(node, f"input {node.input[index]!r} must be a single value (per-tensor), got shape "
+                            f"{list(a.shape)}")
+        return a.reshape(()).item()
+
+    def weights(self, node: onnx.NodeProto, index: int) -> QConst:
+        v = self.value(node, index)
+        if isinstance(v, QConst):
+            return v
+        if isinstance(v, Const) and v.values.dtype.kind == "f":
+            self.fail(node, "weights are float (no DequantizeLinear of integers): the model is not quantized "
+                            "(quantize it with onnxruntime.quantization.quantize_static)")
+        self.fail(node, f"input {node.input[index]!r} must be constant quantized weights")
+
+    def bind(self, node: onnx.NodeProto, act: Act, scale: float, zero_point: int) -> Act:
+        """Give an integer input its scale and zero point, or check they agree with what it has."""
+        t = act.tensor
+        if t.name in self.unbound:
+            self.unbound.discard(t.name)
+            t = self.builder.tensors[t.name] = type(t)(t.name, t.shape, t.dtype, int(zero_point), (float(scale),))
+            return Act(t, act.onnx_shape, act.chw)
+        if t.zero_point != int(zero_point) or not _param_equal(t.scale[0], scale):
+            self.fail(node, f"dequantizes {t.name!r} with scale {scale:.6g} and zero point {zero_point}, but it "
+                            f"was quantized with scale {t.scale[0]:.6g} and zero point {t.zero_point}")
+        return act
+
+    def set(self, node: onnx.NodeProto, value: Value, index: int = 0) -> None:
+        self.values[node.output[index]] = value
+
+    def onnx_shape(self, name: str) -> tuple[int, ...] | None:
+        return self.g.shapes.get(name)
+
+    # -- the walk -----------------------------------------------------------------------
+
+    def run(self) -> Graph:
+        from .handlers import HANDLERS, REFUSALS
+
+        for name, array in self.g.initializers.items():
+            self.values[name] = Const(array)
+        input_ports = [self._input(name) for name in self.g.inputs]
+        for node in self.g.nodes:
+            known = {**HANDLERS, **REFUSALS}
+            handler = known.get(node.op_type) if node.domain in ("", "ai.onnx", "com.microsoft") else None
+            if handler is None:
+                self.fail(node, f"unsupported op{'' if not node.domain else f' (domain {node.domain})'}; "
+                                f"hwgen supports {', '.join(sorted(HANDLERS))}")
+            handler(self, node)
+        output_ports = [self._output(name) for name in self.g.outputs]
+        b = self.builder
+        return Graph(
+            name=self.g.name,
+            tensors=dict(b.tensors),
+            nodes=tuple(b.nodes),
+            inputs=tuple(p.tensor for p in input_ports),
+            outputs=tuple(p.tensor for p in output_ports),
+            input_ports=tuple(input_ports),
+            output_ports=tuple(output_ports),
+            tail=self.g.tail,
+            model_outputs=tuple(self.g.model_outputs),
+        )
+
+    def _input(self, name: str) -> InputPort:
+        dtype = self.g.dtypes.get(name)
+        shape = self.g.shapes.get(name)
+        quant = self.g.input_quant.get(name)
+        if dtype is None or shape is None:
+            raise UnsupportedModelError(f"graph input {name!r} has no static type and shape")
+        if dtype.name not in SUPPORTED_DTYPES:
+            raise UnsupportedModelError(f"graph input {name!r} has element type {dtype}; hwgen supports "
+                                        "8, 16 and 32-bit integers and float inputs")
+        if dtype.kind not in "iu":
+            consumers = self.g.consumers(name)
+            where = f" by node {consumers[0].name!r} ({consumers[0].op_type})" if consumers else ""
+            raise UnsupportedModelError(f"graph input {name!r} is {dtype} and used in float{where}: the model "
+                                        "is not quantized (quantize it with onnxruntime.quantization."
+                                        "quantize_static)")
+        ir_shape, chw = ir_shape_of(shape, f"graph input {name!r}")
+        itype = IntType.from_numpy(dtype)
+        if quant is not None:
+            zp = np.asarray(quant.zero_point, dtype=np.int64).reshape(-1)
+            t = self.builder.tensor(name, ir_shape, itype, int(zp[0]), np.reshape(quant.scale, -1))
+        else:
+            t = self.builder.tensor(name, ir_shape, itype, 0, 1.0)
+            self.unbound.add(t.name)
+        self.values[name] = Act(t, tuple(shape), chw)
+        layout = Layout(tuple(shape), ir_shape, len(shape) >= 2 and shape[0] == 1, chw)
+        if quant is None:
+            return InputPort(name, str(dtype), layout, t.name)
+        scale, zp = np.asarray(quant.scale), np.asarray(quant.zero_point)
+        host = HostQuantize(tuple(float(s) for s in scale.reshape(-1)), tuple(int(z) for z in zp.reshape(-1)),
+                            scale.shape, quant.axis, quant.block_size)
+        return InputPort(quant.onnx_name, quant.onnx_dtype, layout, t.name, host)
+
+    def _output(self, name: str) -> OutputPort:
+        v = self.values.get(name)
+        if isinstance(v, Pending):
+            raise UnsupportedModelError(f"graph output {name!r} is the float result of node {v.node.name!r} "
+                                        f"({v.node.op_type}) with no QuantizeLinear after it")
+        if not isinstance(v, Act):
+            raise UnsupportedModelError(f"graph output {name!r} is not an integer activation "
+                                        f"({type(v).__name__})")
+        v = Act(self.builder.tensors[v.name], v.onnx_shape, v.chw)
+        shape = v.onnx_shape
+        layout = Layout(tuple(shape), v.tensor.shape, len(shape) >= 2 and shape[0] == 1, v.chw)
+        dtype = self.g.dtypes.get(name) or v.tensor.dtype.numpy_dtype()
+        return OutputPort(name, str(np.dtype(dtype)), layout, v.name)
+
+
+def import_graph(graph: OnnxGraph, config: LoweringConfig) -> Graph:
+    return Importer(graph, config).run()

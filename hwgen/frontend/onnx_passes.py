@@ -1,0 +1,305 @@
+"""Rewrites of the ONNX graph that run before import, in one ordered pipeline.
+
+Each pass is a function OnnxGraph -> OnnxGraph. After them the graph has integer
+inputs and outputs (the host quantizes inputs and runs the float tail), no
+constant subgraphs, and biases and batch norms folded into the ops they follow.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import UnsupportedModelError
+from ..ir import HostTail
+from .graph import InputQuant, OnnxGraph, attribute
+
+log = logging.getLogger(__name__)
+
+#: Ops whose outputs must stay symbolic (quantized weights keep their integers).
+_KEEP = {"QuantizeLinear", "DequantizeLinear"}
+
+#: Ops that compute on activations; none may run in the float host tail.
+COMPUTE_OPS = {
+    "Conv", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+    "QGemm", "QLinearAdd", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearConcat",
+    "AveragePool", "GlobalAveragePool", "MaxPool",
+}
+
+
+def _evaluate(graph: OnnxGraph, node: onnx.NodeProto, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run one node on constants with onnx's reference implementation."""
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" for i in range(len(node.input))]
+    single = helper.make_node(node.op_type, [n if node.input[i] else "" for i, n in enumerate(names)],
+                              [f"out{i}" for i in range(len(node.output))], domain=node.domain)
+    single.attribute.extend(node.attribute)
+    evaluator = ReferenceEvaluator(helper.make_model(
+        helper.make_graph([single], "fold",
+                          [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+                           for n, a, src in zip(names, inputs, node.input) if src],
+                          [helper.make_tensor_value_info(f"out{i}", 0, None) for i in range(len(node.output))]),
+        opset_imports=graph.opset_imports, ir_version=graph.ir_version))
+    return evaluator.run(None, {n: a for n, a, src in zip(names, inputs, node.input) if src})
+
+
+def fold_constants(graph: OnnxGraph) -> OnnxGraph:
+    """Evaluate nodes whose inputs are all constant (Constant, Shape of a static tensor, ...)."""
+    kept = []
+    for node in graph.nodes:
+        outputs_needed = any(o in graph.outputs for o in node.output)
+        if node.op_type == "Constant" and not outputs_needed:
+            value = onnx.helper.get_attribute_value(node.attribute[0])
+            if isinstance(value, onnx.TensorProto):
+                graph.initializers[node.output[0]] = numpy_helper.to_array(value)
+            else:
+                graph.initializers[node.output[0]] = np.array(value)
+            continue
+        if node.op_type == "Shape" and node.input[0] in graph.shapes and not outputs_needed:
+            shape = np.array(graph.shapes[node.input[0]], dtype=np.int64)
+            start, end = attribute(node, "start", 0), attribute(node, "end", None)
+            graph.initializers[node.output[0]] = shape[start:end]
+            continue
+        foldable = (node.op_type not in _KEEP and node.domain in ("", "ai.onnx") and not outputs_needed
+                    and all(not i or graph.is_const(i) for i in node.input) and any(node.input))
+        if foldable:
+            try:
+                results = _evaluate(graph, node, [graph.initializers.get(i) for i in node.input])
+            except Exception as exc:
+                raise UnsupportedModelError(f"constant folding failed: {exc}", node=node.name,
+                                            op=node.op_type) from None
+            for name, value in zip(node.output, results):
+                graph.initializers[name] = np.asarray(value)
+                graph.shapes[name] = np.asarray(value).shape
+            continue
+        kept.append(node)
+    graph.nodes = kept
+    return graph
+
+
+def _const_value(graph: OnnxGraph, name: str) -> np.ndarray | None:
+    """The float value of an initializer or of DequantizeLinear(initializer)."""
+    if name in graph.initializers:
+        return graph.initializers[name].astype(np.float64)
+    node = graph.producer(name)
+    if node is not None and node.op_type == "DequantizeLinear" and graph.is_const(node.input[0]):
+        x = graph.initializers[node.input[0]].astype(np.float64)
+        scale = graph.initializers[node.input[1]].astype(np.float64)
+        zp = graph.initializers[node.input[2]].astype(np.float64) if len(node.input) > 2 and node.input[2] else 0.0
+        axis = attribute(node, "axis", 1)
+        if np.ndim(scale) == 1 and scale.size > 1:
+            shape = [1] * x.ndim
+            shape[axis] = -1
+            scale, zp = scale.reshape(shape), np.reshape(zp, shape) if np.ndim(zp) else zp
+        return (x - zp) * scale
+    return None
+
+
+def fold_batch_norm(graph: OnnxGraph) -> OnnxGraph:
+    """Conv -> BatchNormalization becomes one Conv with rescaled weights and bias."""
+    for bn in [n for n in graph.nodes if n.op_type == "BatchNormalization"]:
+        conv = graph.producer(bn.input[0])
+        if conv is None or conv.op_type != "Conv" or graph.uses(conv.output[0]) != 1:
+            raise UnsupportedModelError("BatchNormalization must follow a Conv to be folded",
+                                        node=bn.name, op=bn.op_type)
+        params = [_const_value(graph, n) for n in bn.input[1:5]]
+        if any(p is None for p in params):
+            raise UnsupportedModelError("BatchNormalization parameters must be constant", node=bn.name,
+                                        op=bn.op_type)
+        gamma, beta, mean, var = params
+        a = gamma / np.sqrt(var + attribute(bn, "epsilon", 1e-5))
+        b = beta - mean * a
+        w_name = conv.input[1]
+        w_dq = graph.producer(w_name)
+        if w_name in graph.initializers:
+            w = graph.initializers[w_name].astype(np.float64)
+            graph.initializers[w_name] = (w * a.reshape(-1, 1, 1, 1)).astype(np.float32)
+        elif w_dq is not None and w_dq.op_type == "DequantizeLinear" and graph.is_const(w_dq.input[0]):
+            # Quantized weights keep their integers: the per-channel scale absorbs |a|, the sign flips w.
+            q = graph.initializers[w_dq.input[0]].astype(np.int64)
+            scale = np.broadcast_to(graph.initializers[w_dq.input[1]].astype(np.float64), a.shape)
+            zp_name = w_dq.input[2] if len(w_dq.input) > 2 else ""
+            zp = np.broadcast_to(graph.initializers[zp_name].astype(np.int64), a.shape) if zp_name else 0 * a
+            sign = np.where(a < 0, -1, 1)
+            graph.initializers[w_dq.input[0]] = q * sign.reshape(-1, 1, 1, 1)
+            graph.initializers[w_dq.input[1]] = (scale * np.abs(a)).astype(np.float32)
+            new_zp = f"{w_dq.input[0]}_bnfold_zero_point"
+            graph.initializers[new_zp] = (zp * sign).astype(np.int64)
+            w_dq.input[2:] = [new_zp]
+            del w_dq.attribute[:]
+            w_dq.attribute.append(helper.make_attribute("axis", 0))
+        else:
+            raise UnsupportedModelError("the Conv before BatchNormalization needs constant weights",
+                                        node=bn.name, op=bn.op_type)
+        old_bias = _const_value(graph, conv.input[2]) if len(conv.input) > 2 and conv.input[2] else 0.0
+        bias_name = f"{conv.name}_bnfold_bias"
+        graph.initializers[bias_name] = (a * old_bias + b).astype(np.float32)
+        conv.input[2:] = [bias_name]
+        graph.rename_uses(bn.output[0], conv.output[0])
+        graph.nodes.remove(bn)
+        log.info("folded %s into %s", bn.name, conv.name)
+    return graph
+
+
+def _per_channel_bias(value: np.ndarray, channels: int, conv: bool) -> np.ndarray | None:
+    shapes = [(channels,), (1, channels)] + ([(channels, 1, 1), (1, channels, 1, 1)] if conv else [])
+    return value.reshape(channels) if value.shape in shapes else None
+
+
+def fold_bias_add(graph: OnnxGraph) -> OnnxGraph:
+    """Conv/Gemm/MatMul -> Add(constant per channel) becomes the op's bias (MatMul becomes Gemm)."""
+    for add in [n for n in graph.nodes if n.op_type == "Add"]:
+        for mine, other in ((0, 1), (1, 0)):
+            op = graph.producer(add.input[mine])
+            value = _const_value(graph, add.input[other])
+            if op is None or value is None or op.op_type not in ("Conv", "Gemm", "MatMul"):
+                continue
+            if graph.uses(op.output[0]) != 1:
+                continue
+            weights = _const_value(graph, op.input[1])
+            if weights is None:
+                continue
+            if op.op_type == "Conv":
+                channels = weights.shape[0]
+            elif op.op_type == "Gemm":
+                channels = weights.shape[0] if attribute(op, "transB", 0) else weights.shape[1]
+            else:
+                if weights.ndim != 2 or len(graph.shapes.get(op.input[0], ())) != 2:
+                    continue
+                channels = weights.shape[1]
+            bias = _per_channel_bias(value, channels, op.op_type == "Conv")
+            if bias is None:
+                continue
+            if op.op_type == "Gemm" and attribute(op, "beta", 1.0) != 1.0 and len(op.input) > 2:
+                continue
+            if len(op.input) > 2 and op.input[2]:
+                old = _const_value(graph, op.input[2])
+                if old is None:
+                    continue
+                bias = bias + old.reshape(channels)
+                name = f"{op.name}_folded_bias"
+                graph.initializers[name] = bias.astype(np.float32)
+                op.input[2] = name
+            elif value.shape == (channels,):
+                op.input.append(add.input[other])  # keep DequantizeLinear(int32) biases exact
+            else:
+                name = f"{op.name}_folded_bias"
+                graph.initializers[name] = bias.astype(np.float32)
+                op.input.append(name)
+            if op.op_type == "MatMul":
+                op.op_type = "Gemm"
+            graph.rename_uses(add.output[0], op.output[0])
+            graph.nodes.remove(add)
+            log.info("folded %s into %s as its bias", add.name, op.name)
+            break
+    return graph
+
+
+def strip_input_quantize(graph: OnnxGraph) -> OnnxGraph:
+    """A float input consumed only by QuantizeLinear becomes an integer input; the host quantizes."""
+    for name in list(graph.inputs):
+        dtype = graph.dtypes.get(name)
+        if dtype is None or dtype.kind != "f":
+            continue
+        consumers = graph.consumers(name)
+        if not consumers or any(c.op_type != "QuantizeLinear" for c in consumers):
+            continue  # the importer reports the float use with the node's name
+        first = consumers[0]
+        if not all(graph.is_const(i) for i in first.input[1:] if i):
+            raise UnsupportedModelError("input quantization parameters must be constant",
+                                        node=first.name, op=first.op_type)
+        params = [list(c.input[1:]) for c in consumers]
+        scale = graph.initializers[first.input[1]]
+        zp = graph.initializers[first.input[2]] if len(first.input) > 2 and first.input[2] else None
+        if zp is None:  # QuantizeLinear's output type then is output_dtype, or uint8
+            out_type = attribute(first, "output_dtype", onnx.TensorProto.UINT8) or onnx.TensorProto.UINT8
+            zp = np.zeros((), dtype=helper.tensor_dtype_to_np_dtype(out_type))
+        for c in consumers[1:]:
+            same = all(np.array_equal(graph.initializers.get(a), graph.initializers.get(b))
+                       for a, b in zip(params[0], list(c.input[1:])))
+            if not same:
+                raise UnsupportedModelError(f"input {name!r} is quantized twice with different parameters",
+                                            node=c.name, op=c.op_type)
+            graph.rename_uses(c.output[0], first.output[0])
+            graph.nodes.remove(c)
+        if np.asarray(zp).dtype.name not in ("int8", "uint8", "int16", "uint16", "int32", "uint32"):
+            raise UnsupportedModelError(f"quantizes to {np.asarray(zp).dtype}; hwgen quantizes to 8, 16 or 32-bit "
+                                        "integers", node=first.name, op=first.op_type)
+        q_out = first.output[0]
+        graph.nodes.remove(first)
+        graph.inputs[graph.inputs.index(name)] = q_out
+        graph.shapes[q_out] = graph.shapes[name]
+        graph.dtypes[q_out] = np.asarray(zp).dtype
+        axis = attribute(first, "axis", 1)
+        if np.asarray(zp).shape != np.shape(scale):
+            zp = np.broadcast_to(zp, np.shape(scale))
+        graph.input_quant[q_out] = InputQuant(name, str(dtype), scale, np.asarray(zp), axis,
+                                              attribute(first, "block_size", 0))
+    return graph
+
+
+def split_host_tail(graph: OnnxGraph) -> OnnxGraph:
+    """Float ops after the last DequantizeLinear of each path move to a host-side ONNX model."""
+    def activation_dq(node):
+        return node.op_type == "DequantizeLinear" and not graph.is_const(node.input[0])
+
+    # A tail starts at a DequantizeLinear of an activation with no later one and no compute op after
+    # it (a compute op there is the last layer, whose missing QuantizeLinear the importer reports).
+    tail_ids: set[int] = set()
+    for node in graph.nodes:
+        if activation_dq(node):
+            after = graph.downstream(node)
+            if not any(activation_dq(n) or n.op_type in COMPUTE_OPS for n in after[1:]):
+                tail_ids.update(id(n) for n in after)
+    if not tail_ids:
+        return graph
+    tail = [n for n in graph.nodes if id(n) in tail_ids]
+    produced = {o for n in tail for o in n.output}
+    tail_inputs = []
+    for node in tail:
+        for name in node.input:
+            if name and name not in produced and not graph.is_const(name) and name not in tail_inputs:
+                tail_inputs.append(name)
+    graph.nodes = [n for n in graph.nodes if id(n) not in tail_ids]
+    tail_outputs = [o for o in graph.outputs if o in produced]
+    core_outputs = [o for o in graph.outputs if o not in produced]
+    graph.outputs = core_outputs + [t for t in tail_inputs if t not in core_outputs]
+
+    used = {i for n in tail for i in n.input if graph.is_const(i)}
+    def value_info(name, fallback_dtype=None):
+        dtype = graph.dtypes.get(name, fallback_dtype)
+        elem = helper.np_dtype_to_tensor_dtype(dtype) if dtype is not None else onnx.TensorProto.FLOAT
+        return helper.make_tensor_value_info(name, elem, graph.shapes.get(name))
+    inputs = []
+    for name in tail_inputs:
+        dq = next(n for n in tail if name in n.input)
+        zp_dtype = graph.initializers[dq.input[2]].dtype if len(dq.input) > 2 and dq.input[2] else np.uint8
+        graph.dtypes.setdefault(name, np.dtype(zp_dtype))
+        inputs.append(value_info(name))
+    model = helper.make_model(
+        helper.make_graph(tail, "host_tail", inputs, [value_info(o) for o in tail_outputs],
+                          [numpy_helper.from_array(graph.initializers[i], i) for i in sorted(used)]),
+        opset_imports=graph.opset_imports, ir_version=graph.ir_version)
+    graph.tail = HostTail(model.SerializeToString(), tuple(n.op_type for n in tail), tuple(tail_outputs))
+    log.info("host tail: %s", " -> ".join(n.op_type for n in tail))
+    return graph
+
+
+#: The pre-import pipeline, in order.
+ONNX_PASSES = (
+    fold_constants,        # Constant / Shape / arithmetic on constants -> initializers
+    fold_batch_norm,       # Conv -> BatchNormalization -> one Conv
+    fold_bias_add,         # Conv/Gemm/MatMul -> Add(const) -> bias
+    strip_input_quantize,  # float input -> QuantizeLinear: quantize on the host
+    split_host_tail,       # float ops after the last DequantizeLinear: run on the host
+)
+
+
+def run_onnx_passes(graph: OnnxGraph) -> OnnxGraph:
+    for step in ONNX_PASSES:
+        graph = step(graph)
+    return graph

@@ -1,0 +1,54 @@
+"""What an ONNX tensor is while the importer walks the graph."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .lower import Act, OutQuant
+
+
+@dataclass(frozen=True)
+class Deq:
+    """A float tensor that is exactly DequantizeLinear(an integer activation)."""
+
+    act: Act
+    scale: float
+
+
+@dataclass(frozen=True)
+class QConst:
+    """DequantizeLinear(initializer): quantized weights or bias, kept as integers."""
+
+    values: np.ndarray
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int
+
+
+@dataclass(frozen=True)
+class Const:
+    """A plain initializer (float or integer)."""
+
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A float op on dequantized values, waiting for the QuantizeLinear that fixes its output.
+
+    `emit(out, name)` builds the IR node(s) once the output quantization is known;
+    Relu and Clip narrow [lo, hi], the real interval the output is clamped to.
+    """
+
+    node: onnx.NodeProto
+    emit: Callable[[OutQuant, str], Act]
+    lo: float = -math.inf
+    hi: float = math.inf
+
+
+Value = Act | Deq | QConst | Const | Pending

@@ -1,0 +1,233 @@
+"""The golden model: executable integer semantics of the IR, one function per op.
+
+This is the definition every backend must match bit for bit. Arrays are int64
+with a leading batch axis: (B, *tensor.shape). Every accumulator is checked
+against the width the IR derived for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import fixed
+from .ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, HostQuantize, MaxPool, Node, Requantize,
+                 Reshape, conv_output_hw)
+
+__all__ = ["run_graph", "run_model", "OPS"]
+
+_EXACT_FLOAT = 2.0**53  # float64 sums of integers are exact below this
+
+
+def _dot(a: np.ndarray, b: np.ndarray, subscripts: str, terms: int) -> np.ndarray:
+    """Integer einsum summing `terms` products per output.
+
+    Uses float64 (BLAS) when every partial sum stays below 2**53, where float64
+    integer arithmetic is exact in any order; int64 otherwise.
+    """
+    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * terms
+    if bound < _EXACT_FLOAT:
+        out = np.einsum(subscripts, a.astype(np.float64), b.astype(np.float64), optimize=True)
+        return np.rint(out).astype(np.int64)
+    return np.einsum(subscripts, a.astype(np.int64), b.astype(np.int64))
+
+
+def _check_acc(node: Node, acc: np.ndarray) -> np.ndarray:
+    if acc.size and (acc.min() < node.acc.lo or acc.max() > node.acc.hi):
+        raise AssertionError(f"node {node.name!r} ({node.op}): accumulator range [{acc.min()}, {acc.max()}] "
+                             f"exceeds its derived type {node.acc}")
+    return acc
+
+
+def _windows(x: np.ndarray, kernel, stride, dilation, pads, pad_value) -> np.ndarray:
+    """(B, H, W, C) -> (B, OH, OW, KH*KW, C): the window taps of every output position."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    pt, pl, pb, pr = pads
+    b, h, w, c = x.shape
+    oh, ow = conv_output_hw((h, w), kernel, stride, dilation, pads)
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
+    taps = [xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
+            for i in range(kh) for j in range(kw)]
+    return np.stack(taps, axis=3)
+
+
+def conv2d(node: Conv2d, x: np.ndarray, graph: Graph) -> np.ndarray:
+    zp = graph.tensor(node.inputs[0]).zero_point  # padding is the real value 0
+    patches = _windows(x, node.kernel, node.stride, node.dilation, node.pads, zp)
+    b, oh, ow, taps, c = patches.shape
+    g = node.groups
+    cout = node.out_channels
+    patches = patches.reshape(b, oh, ow, taps, g, c // g)
+    w = node.weights.reshape(g, cout // g, taps, c // g)
+    acc = _dot(patches, w, "bxykgc,gokc->bxygo", taps * c // g).reshape(b, oh, ow, cout) + node.bias
+    _check_acc(node, acc)
+    return acc if node.requant is None else node.requant.apply(acc)
+
+
+def dense(node: Dense, x: np.ndarray, graph: Graph) -> np.ndarray:
+    subscripts = "...k,ok->...o" if node.weights.ndim == 2 else "...grk,gok->...gro"
+    acc = _dot(x, node.weights, subscripts, node.weights.shape[-1]) + node.bias
+    _check_acc(node, acc)
+    return acc if node.requant is None else node.requant.apply(acc)
+
+
+def maxpool(node: MaxPool, x: np.ndarray, graph: Graph) -> np.ndarray:
+    lowest = graph.tensor(node.inputs[0]).dtype.lo  # padding never wins
+    return _windows(x, node.kernel, node.stride, node.dilation, node.pads, lowest).max(axis=3)
+
+
+def avgpool(node: AvgPool, x: np.ndarray, graph: Graph) -> np.ndarray:
+    zp = graph.tensor(node.inputs[0]).zero_point
+    acc = _windows(x - zp, node.kernel, node.stride, (1, 1), node.pads, 0).sum(axis=3)
+    _check_acc(node, acc)
+    if node.count_include_pad:
+        counts = np.full(acc.shape[1:3], node.kernel[0] * node.kernel[1])
+    else:
+        ones = np.ones((1, *x.shape[1:3], 1), dtype=np.int64)
+        counts = _windows(ones, node.kernel, node.stride, (1, 1), node.pads, 0).sum(axis=3)[0, :, :, 0]
+    out = np.empty_like(acc)
+    for count, requant in node.requants.items():
+        at = counts == count
+        out[:, at, :] = requant.apply(acc[:, at, :])
+    return out
+
+
+def global_avgpool(node: GlobalAvgPool, x: np.ndarray, graph: Graph) -> np.ndarray:
+    zp = graph.tensor(node.inputs[0]).zero_point
+    acc = (x - zp).sum(axis=(1, 2), keepdims=True)
+    _check_acc(node, acc)
+    return node.requant.apply(acc)
+
+
+def add(node: Add, a: np.ndarray, b: np.ndarray, graph: Graph) -> np.ndarray:
+    acc = node.lhs_multiplier * a + node.rhs_multiplier * b + node.bias
+    _check_acc(node, acc)
+    return node.requant.apply(acc)
+
+
+def concat(node: Concat, *xs: np.ndarray, graph: Graph) -> np.ndarray:
+    return np.concatenate(xs, axis=node.axis % (xs[0].ndim - 1) + 1)
+
+
+def requantize(node: Requantize, x: np.ndarray, graph: Graph) -> np.ndarray:
+    acc = x - graph.tensor(node.inputs[0]).zero_point
+    return node.requant.apply(acc)
+
+
+def reshape(node: Reshape, x: np.ndarray, graph: Graph) -> np.ndarray:
+    return x.reshape((x.shape[0], *graph.tensor(node.output).shape))
+
+
+OPS = {
+    Conv2d: conv2d,
+    Dense: dense,
+    MaxPool: maxpool,
+    AvgPool: avgpool,
+    GlobalAvgPool: global_avgpool,
+    Add: add,
+    Concat: concat,
+    Requantize: requantize,
+    Reshape: reshape,
+}
+
+
+def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], *, keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Run the integer core. `inputs` maps IR input names to (B, *shape) integer arrays.
+
+    Returns the graph outputs (every tensor with keep_all=True), each int64 (B, *shape).
+    """
+    env: dict[str, np.ndarray] = {}
+    for name in graph.inputs:
+        t = graph.tensor(name)
+        x = np.asarray(inputs[name])
+        if x.shape[1:] != t.shape:
+            raise ValueError(f"input {name!r}: expected samples of shape {t.shape}, got {x.shape[1:]}")
+        if not t.dtype.contains(x):
+            raise ValueError(f"input {name!r}: values outside {t.dtype}")
+        env[name] = x.astype(np.int64)
+    for node in graph.nodes:
+        args = [env[i] for i in node.inputs]
+        out = OPS[type(node)](node, *args, graph=graph)
+        t = graph.tensor(node.output)
+        if out.shape[1:] != t.shape or not t.dtype.contains(out):
+            raise AssertionError(f"node {node.name!r} ({node.op}): result {out.shape[1:]} "
+                                 f"[{out.min()}, {out.max()}] does not fit {t}")
+        env[node.output] = out
+    return env if keep_all else {name: env[name] for name in graph.outputs}
+
+
+class _TailRunner:
+    """Runs the float host tail: onnxruntime (the reference hwgen is measured against), or
+    onnx's reference evaluator for opsets onnxruntime does not implement yet."""
+
+    def __init__(self, model: bytes):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 4
+        try:
+            self.session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            self.input_names = [i.name for i in self.session.get_inputs()]
+        except Exception:  # onnxruntime refuses the opset or IR version
+            from onnx import load_model_from_string
+            from onnx.reference import ReferenceEvaluator
+
+            self.session = ReferenceEvaluator(load_model_from_string(model))
+            self.input_names = list(self.session.input_names)
+
+    def run(self, outputs, feeds):
+        return self.session.run(list(outputs), feeds)
+
+
+def _run_tail(graph: Graph, outputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    tail = graph.tail
+    runner = _TailRunner(tail.model)
+    batched = {p.onnx_name: p.layout.batched for p in graph.output_ports}
+    per_sample = []
+    for i in range(batch):  # the tail was exported for one sample
+        feeds = {n: outputs[n][i:i + 1] if batched[n] else outputs[n] for n in runner.input_names}
+        per_sample.append(runner.run(tail.outputs, feeds))
+    if batch == 1:
+        return dict(zip(tail.outputs, per_sample[0]))
+    return {name: np.concatenate([s[k] for s in per_sample], axis=0) for k, name in enumerate(tail.outputs)}
+
+
+def run_model(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the whole model as ONNX defines it: host quantization, integer core, float host tail.
+
+    `feeds` maps the ONNX model's input names to arrays in its layout (optionally with
+    a batch of B samples on a leading axis of size 1); returns its outputs likewise.
+    """
+    core_inputs, batch = {}, None
+    for port in graph.input_ports:
+        x = np.asarray(feeds[port.onnx_name])
+        n = port.layout.batch_of(x)
+        if batch not in (None, n):
+            raise ValueError(f"inputs have different batch sizes ({batch} and {n})")
+        batch = n
+        if port.quantize is not None:
+            x = _quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
+        core_inputs[port.tensor] = port.layout.to_ir(np.asarray(x))
+    core = run_graph(graph, core_inputs)
+    outputs = {}
+    for port in graph.output_ports:
+        outputs[port.onnx_name] = port.layout.to_onnx(core[port.tensor]).astype(port.onnx_dtype)
+    if graph.tail is not None:
+        outputs.update(_run_tail(graph, outputs, batch or 1))
+    return {name: outputs[name] for name in graph.model_outputs}
+
+
+def _quantize_host(x: np.ndarray, quant: HostQuantize, dtype: fixed.IntType) -> np.ndarray:
+    """QuantizeLinear in ONNX layout: per tensor, per axis or per block."""
+    scale = np.asarray(quant.scale, dtype=np.float32).reshape(quant.shape)
+    zp = np.asarray(quant.zero_point, dtype=np.int64).reshape(quant.shape)
+    if quant.block_size:
+        axis = quant.axis % x.ndim
+        scale = np.repeat(scale, quant.block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
+        zp = np.repeat(zp, quant.block_size, axis=axis).take(range(x.shape[axis]), axis=axis)
+    elif scale.ndim == 1:
+        shape = [1] * x.ndim
+        shape[quant.axis % x.ndim] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return fixed.quantize_float(x, scale, zp, dtype)

@@ -1,0 +1,596 @@
+"""hwgen's IR: a graph of integer operations on channels-last tensors.
+
+Every tensor carries an explicit integer type, a zero point and an informational
+real scale. Activations are per sample, channels last: (H, W, C) feature maps,
+(C,) vectors, or (rows, C) matrices. Multiply-accumulate ops hold their weights as
+integer constants with the weight zero point already subtracted and the input
+zero point folded into the bias, so every backend computes
+
+    acc = bias + sum(x * w)        and then        y = requant(acc)
+
+with the requantization spec of `hwgen.fixed`. `verify(graph)` checks every
+invariant and names the first bad node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+import numpy as np
+
+from .errors import VerificationError
+from .fixed import IntType, Rounding, requantize
+
+__all__ = [
+    "Tensor", "Requant", "Node", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool",
+    "Add", "Concat", "Requantize", "Reshape", "Layout", "HostQuantize", "InputPort", "OutputPort", "HostTail",
+    "Graph", "MAC_OPS", "verify", "conv_output_hw", "accumulator_bound",
+]
+
+
+def _frozen_array(a, dtype=np.int64) -> np.ndarray:
+    a = np.array(a, dtype=dtype)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: IntType
+    zero_point: int
+    scale: tuple[float, ...]  # informational: one value, or one per channel (last axis)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __str__(self) -> str:
+        scale = f"{self.scale[0]:.6g}" if len(self.scale) == 1 else f"[{len(self.scale)} scales]"
+        return f"{self.dtype}{list(self.shape)} zp={self.zero_point} scale={scale}"
+
+
+@dataclass(frozen=True, slots=True)
+class Requant:
+    """y = clamp(zero_point + round_shift(acc * multiplier, shift), lo, hi), per output channel."""
+
+    multiplier: tuple[int, ...]  # one entry, or one per output channel
+    shift: tuple[int, ...]
+    zero_point: int
+    lo: int
+    hi: int
+    rounding: Rounding
+
+    def apply(self, acc: np.ndarray) -> np.ndarray:
+        return requantize(acc, np.array(self.multiplier), np.array(self.shift),
+                          self.zero_point, self.lo, self.hi, self.rounding)
+
+    @property
+    def channels(self) -> int:
+        return len(self.multiplier)
+
+    def select(self, keep) -> Requant:
+        """The requantization of the output channels listed in `keep`."""
+        if self.channels == 1:
+            return self
+        keep = list(keep)
+        return Requant(tuple(self.multiplier[i] for i in keep), tuple(self.shift[i] for i in keep),
+                       self.zero_point, self.lo, self.hi, self.rounding)
+
+    def __str__(self) -> str:
+        if self.channels == 1:
+            m = f"M={self.multiplier[0]} s={self.shift[0]}"
+        else:
+            m = f"M=[{self.channels}] s={min(self.shift)}..{max(self.shift)}"
+        return f"{m} zp={self.zero_point} clamp=[{self.lo},{self.hi}] {self.rounding}"
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One operation. `name` is unique in the graph (the ONNX node name where it had one)."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    op: ClassVar[str] = "Node"
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    def params_str(self) -> str:
+        return ""
+
+    def __str__(self) -> str:
+        params = self.params_str()
+        return (f"{self.op} {self.name!r} ({', '.join(self.inputs)}) -> ({', '.join(self.outputs)})"
+                + (f"  {params}" if params else ""))
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Node):
+    """2-D convolution (groups: 1 = dense, C = depthwise). Padding uses the input zero point."""
+
+    weights: np.ndarray = None  # (Cout, KH, KW, Cin/groups)
+    bias: np.ndarray = None     # (Cout,), input zero point folded in
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    groups: int = 1
+    acc: IntType = IntType(32, True)
+    requant: Requant | None = None  # None: the accumulator is the output (ConvInteger)
+    op: ClassVar[str] = "Conv2d"
+
+    def __post_init__(self):
+        object.__setattr__(self, "weights", _frozen_array(self.weights))
+        object.__setattr__(self, "bias", _frozen_array(self.bias))
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weights.shape[1], self.weights.shape[2]
+
+    @property
+    def out_channels(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups > 1 and self.weights.shape[3] == 1
+
+    def params_str(self) -> str:
+        kh, kw = self.kernel
+        return (f"k={kh}x{kw} stride={self.stride} dil={self.dilation} pads={self.pads} groups={self.groups} "
+                f"w={self.weights.shape} acc={self.acc} requant: {self.requant}")
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(Node):
+    """Fully connected over the last axis: y[..., o] = bias[o] + sum_k x[..., k] * w[o, k].
+
+    Weights of shape (G, Cout, K) apply matrix g to x[..., g, :, :] (a MatMul of
+    stacked matrices); CNNs only use (Cout, K).
+    """
+
+    weights: np.ndarray = None  # (Cout, K) or (G, Cout, K)
+    bias: np.ndarray = None     # (Cout,)
+    acc: IntType = IntType(32, True)
+    requant: Requant | None = None
+    op: ClassVar[str] = "Dense"
+
+    def __post_init__(self):
+        object.__setattr__(self, "weights", _frozen_array(self.weights))
+        object.__setattr__(self, "bias", _frozen_array(self.bias))
+
+    @property
+    def out_channels(self) -> int:
+        return self.weights.shape[-2]
+
+    def params_str(self) -> str:
+        return f"w={self.weights.shape} acc={self.acc} requant: {self.requant}"
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool(Node):
+    """Max over windows; padding never wins (it is the type's minimum). Same type in and out."""
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    op: ClassVar[str] = "MaxPool"
+
+    def params_str(self) -> str:
+        return f"k={self.kernel} stride={self.stride} dil={self.dilation} pads={self.pads}"
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool(Node):
+    """acc = sum of (x - zero point) over the window's valid positions; requant by 1/count.
+
+    count is the kernel size when `count_include_pad`, else the number of valid
+    positions, so border windows may use another requantization (`requants[count]`).
+    """
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    count_include_pad: bool = False
+    acc: IntType = IntType(32, True)
+    requants: Mapping[int, Requant] = field(default_factory=dict)
+    op: ClassVar[str] = "AvgPool"
+
+    def params_str(self) -> str:
+        counts = sorted(self.requants)
+        return (f"k={self.kernel} stride={self.stride} pads={self.pads} include_pad={self.count_include_pad} "
+                f"acc={self.acc} requant(count={counts[-1]}): {self.requants[counts[-1]]}")
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalAvgPool(Node):
+    """acc = sum over H and W of (x - zero point), per channel; requant includes 1/(H*W)."""
+
+    acc: IntType = IntType(32, True)
+    requant: Requant = None
+    op: ClassVar[str] = "GlobalAvgPool"
+
+    def params_str(self) -> str:
+        return f"acc={self.acc} requant: {self.requant}"
+
+
+@dataclass(frozen=True, eq=False)
+class Add(Node):
+    """Elementwise add on a common fixed-point grid: acc = a*lhs + b*rhs + bias, then requant."""
+
+    lhs_multiplier: int = 1
+    rhs_multiplier: int = 1
+    bias: int = 0  # -(a*lhs_zp + b*rhs_zp)
+    acc: IntType = IntType(32, True)
+    requant: Requant = None
+    op: ClassVar[str] = "Add"
+
+    def params_str(self) -> str:
+        return (f"a={self.lhs_multiplier} b={self.rhs_multiplier} bias={self.bias} acc={self.acc} "
+                f"requant: {self.requant}")
+
+
+@dataclass(frozen=True, eq=False)
+class Concat(Node):
+    """Concatenation along `axis` (channels: the last); inputs share the output's type and zero point."""
+
+    axis: int = -1
+    op: ClassVar[str] = "Concat"
+
+    def params_str(self) -> str:
+        return f"axis={self.axis}"
+
+
+@dataclass(frozen=True, eq=False)
+class Requantize(Node):
+    """Elementwise y = requant(x - zero point): a change of scale, zero point or clamp."""
+
+    requant: Requant = None
+    op: ClassVar[str] = "Requantize"
+
+    def params_str(self) -> str:
+        return f"requant: {self.requant}"
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape(Node):
+    """A new shape for the same values in the same (raster, channels-last) order: no data moves."""
+
+    op: ClassVar[str] = "Reshape"
+
+
+#: Ops that multiply by weights (their MACs are what the hardware spends).
+MAC_OPS = (Conv2d, Dense)
+
+
+# -- boundary: how the ONNX model's tensors map onto the integer core ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How an ONNX tensor (with its batch axis) maps to IR samples.
+
+    `batched`: the ONNX leading axis of size 1 is the batch (a caller may pass B
+    samples there). `chw`: the sample is an NCHW feature map (or a flattening of
+    one) whose IR order is channels-last; None keeps the ONNX element order.
+    """
+
+    onnx_shape: tuple[int, ...]
+    ir_shape: tuple[int, ...]
+    batched: bool
+    chw: tuple[int, int, int] | None = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.onnx_shape[1:] if self.batched else self.onnx_shape
+
+    def permutation(self) -> np.ndarray:
+        """perm such that ir_flat = onnx_flat[perm] within one sample."""
+        n = math.prod(self.sample_shape)
+        if self.chw is None:
+            return np.arange(n)
+        c, h, w = self.chw
+        return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+    def batch_of(self, array: np.ndarray) -> int:
+        """The number of samples in an ONNX-layout array; raises ValueError if the shape is wrong."""
+        sample = self.sample_shape
+        if array.shape == self.onnx_shape:
+            return 1
+        if self.batched and array.ndim == len(self.onnx_shape) and array.shape[1:] == sample:
+            return array.shape[0]
+        raise ValueError(f"expected shape {list(self.onnx_shape)}"
+                         + (f" or [B, {', '.join(map(str, sample))}]" if self.batched else "")
+                         + f", got {list(array.shape)}")
+
+    def to_ir(self, array: np.ndarray) -> np.ndarray:
+        """ONNX array -> (B, *ir_shape)."""
+        b = self.batch_of(array)
+        flat = array.reshape(b, -1)[:, self.permutation()]
+        return flat.reshape((b, *self.ir_shape))
+
+    def to_onnx(self, array: np.ndarray) -> np.ndarray:
+        """(B, *ir_shape) -> ONNX array (batch B on the leading axis where batched)."""
+        b = array.shape[0]
+        flat = np.empty((b, math.prod(self.sample_shape)), dtype=array.dtype)
+        flat[:, self.permutation()] = array.reshape(b, -1)
+        if self.batched:
+            return flat.reshape((b, *self.sample_shape))
+        assert b == 1, "an unbatched tensor holds exactly one sample"
+        return flat.reshape(self.onnx_shape)
+
+
+@dataclass(frozen=True, slots=True)
+class HostQuantize:
+    """QuantizeLinear of a float model input, done by the host in ONNX layout.
+
+    The parameters have `shape`: () per tensor, (n,) along `axis`, or the blocked
+    shape of QuantizeLinear's block quantization (`block_size` > 0).
+    """
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    shape: tuple[int, ...]
+    axis: int = 1
+    block_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InputPort:
+    """An ONNX graph input; a float one is quantized by the host first."""
+
+    onnx_name: str
+    onnx_dtype: str
+    layout: Layout
+    tensor: str                          # the IR input it feeds
+    quantize: HostQuantize | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputPort:
+    """An IR output as the ONNX tensor it stands for."""
+
+    onnx_name: str
+    onnx_dtype: str
+    layout: Layout
+    tensor: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostTail:
+    """Float ops after the last DequantizeLinear, run on the host as an ONNX model."""
+
+    model: bytes                 # serialized onnx.ModelProto; its inputs are core output names
+    ops: tuple[str, ...]         # op types, for reports
+    outputs: tuple[str, ...]     # the ONNX graph outputs it produces
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    name: str
+    tensors: Mapping[str, Tensor]
+    nodes: tuple[Node, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    input_ports: tuple[InputPort, ...] = ()
+    output_ports: tuple[OutputPort, ...] = ()
+    tail: HostTail | None = None
+    model_outputs: tuple[str, ...] = ()  # the ONNX graph's output names, in order
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def producer(self, tensor: str) -> Node | None:
+        for node in self.nodes:
+            if tensor in node.outputs:
+                return node
+        return None
+
+    def consumers(self, tensor: str) -> list[Node]:
+        return [node for node in self.nodes if tensor in node.inputs]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        lines = [f"graph {self.name!r}"]
+        for name in self.inputs:
+            lines.append(f"  input  {name}: {self.tensors[name]}")
+        for node in self.nodes:
+            lines.append(f"  {node}")
+            for out in node.outputs:
+                lines.append(f"      {out}: {self.tensors[out]}")
+        for name in self.outputs:
+            lines.append(f"  output {name}: {self.tensors[name]}")
+        if self.tail is not None:
+            lines.append(f"  host tail (float): {' -> '.join(self.tail.ops)}")
+        return "\n".join(lines)
+
+
+# -- geometry and bounds shared by the verifier, passes and backends ----------------------
+
+
+def conv_output_hw(in_hw, kernel, stride, dilation, pads) -> tuple[int, int]:
+    (h, w), (kh, kw), (sh, sw), (dh, dw) = in_hw, kernel, stride, dilation
+    pt, pl, pb, pr = pads
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    return oh, ow
+
+
+def _abs_range(t: IntType, zero_point: int = 0) -> int:
+    return max(abs(t.lo - zero_point), abs(t.hi - zero_point))
+
+
+def accumulator_bound(node: Node, tensors: Mapping[str, Tensor]) -> int:
+    """Worst-case |acc| of an accumulating node, from its operand types and weights.
+
+    For Conv2d and Dense: (count of non-zero weights of the output channel)
+    x max|x| x max|w| + |bias|, maximised over output channels.
+    """
+    if isinstance(node, (Conv2d, Dense)):
+        x = tensors[node.inputs[0]].dtype
+        w = node.weights.reshape(-1, node.weights.shape[-1]) if isinstance(node, Dense) else \
+            node.weights.reshape(node.out_channels, -1)
+        nnz = np.count_nonzero(w, axis=1).astype(object)
+        max_w = max(1, int(np.abs(w).max(initial=0)))
+        bound = nnz * x.max_abs * max_w
+        return int(bound.max(initial=0)) + int(np.abs(node.bias).max(initial=0))
+    if isinstance(node, (AvgPool, GlobalAvgPool)):
+        t = tensors[node.inputs[0]]
+        if isinstance(node, AvgPool):
+            count = node.kernel[0] * node.kernel[1]
+        else:
+            count = t.shape[0] * t.shape[1]
+        return count * _abs_range(t.dtype, t.zero_point)
+    if isinstance(node, Add):
+        a, b = (tensors[n].dtype for n in node.inputs)
+        return abs(node.lhs_multiplier) * a.max_abs + abs(node.rhs_multiplier) * b.max_abs + abs(node.bias)
+    if isinstance(node, Requantize):
+        t = tensors[node.inputs[0]]
+        return _abs_range(t.dtype, t.zero_point)
+    raise TypeError(f"{node.op} has no accumulator")
+
+
+# -- verifier ----------------------------------------------------------------------------
+
+
+def _fail(node: Node | None, reason: str):
+    where = f"node {node.name!r} ({node.op}): " if node is not None else ""
+    raise VerificationError(where + reason)
+
+
+def _expected_shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    x = shapes[0]
+    if isinstance(node, Conv2d):
+        if len(x) != 3:
+            _fail(node, f"input must be (H, W, C), got {x}")
+        cout, kh, kw, cin_g = node.weights.shape
+        if x[2] != cin_g * node.groups or cout % node.groups:
+            _fail(node, f"weights {node.weights.shape} with groups={node.groups} do not fit input {x}")
+        oh, ow = conv_output_hw(x[:2], (kh, kw), node.stride, node.dilation, node.pads)
+        return (oh, ow, cout)
+    if isinstance(node, Dense):
+        w = node.weights.shape
+        if x[-1] != w[-1] or (len(w) == 3 and (len(x) < 3 or x[-3] != w[0])):
+            _fail(node, f"weights {w} do not fit input {x}")
+        return (*x[:-1], w[-2])
+    if isinstance(node, (MaxPool, AvgPool)):
+        if len(x) != 3:
+            _fail(node, f"input must be (H, W, C), got {x}")
+        dil = node.dilation if isinstance(node, MaxPool) else (1, 1)
+        oh, ow = conv_output_hw(x[:2], node.kernel, node.stride, dil, node.pads)
+        return (oh, ow, x[2])
+    if isinstance(node, GlobalAvgPool):
+        if len(x) != 3:
+            _fail(node, f"input must be (H, W, C), got {x}")
+        return (1, 1, x[2])
+    if isinstance(node, Add):
+        if shapes[0] != shapes[1]:
+            _fail(node, f"operand shapes differ: {shapes[0]} and {shapes[1]}")
+        return x
+    if isinstance(node, Concat):
+        axis = node.axis % len(x)
+        for s in shapes:
+            if len(s) != len(x) or s[:axis] + s[axis + 1:] != x[:axis] + x[axis + 1:]:
+                _fail(node, f"cannot concatenate shapes {shapes} on axis {node.axis}")
+        return (*x[:axis], sum(s[axis] for s in shapes), *x[axis + 1:])
+    if isinstance(node, Requantize):
+        return x
+    if isinstance(node, Reshape):
+        return None  # any shape of the same size
+    _fail(node, "unknown op")
+
+
+def _check_requant(node: Node, rq: Requant, out: Tensor, channels: int):
+    if rq.channels not in (1, channels) or len(rq.shift) != rq.channels:
+        _fail(node, f"requantization has {rq.channels} channels, output has {channels}")
+    if not (out.dtype.lo <= rq.lo <= rq.hi <= out.dtype.hi):
+        _fail(node, f"clamp [{rq.lo}, {rq.hi}] is outside the output type {out.dtype}")
+    if rq.zero_point != out.zero_point:
+        _fail(node, f"requantization zero point {rq.zero_point} != output zero point {out.zero_point}")
+    if any(m < 0 or m >= 1 << 32 for m in rq.multiplier) or any(s < 0 or s > 62 for s in rq.shift):
+        _fail(node, "multiplier must be in [0, 2**32) and shift in [0, 62]")
+
+
+def verify(graph: Graph) -> Graph:
+    """Check the IR's invariants; raise VerificationError naming the first bad node."""
+    tensors = graph.tensors
+    for name, t in tensors.items():
+        if name != t.name:
+            _fail(None, f"tensor key {name!r} != tensor name {t.name!r}")
+        if any(d <= 0 for d in t.shape):
+            _fail(None, f"tensor {name!r} has an empty or negative dimension {t.shape}")
+    defined = set(graph.inputs)
+    for name in graph.inputs:
+        if name not in tensors:
+            _fail(None, f"graph input {name!r} has no tensor")
+    names = set()
+    for node in graph.nodes:
+        if node.name in names:
+            _fail(node, "duplicate node name")
+        names.add(node.name)
+        for inp in node.inputs:
+            if inp not in defined:
+                _fail(node, f"input {inp!r} is not defined before use")
+        for out in node.outputs:
+            if out in defined:
+                _fail(node, f"output {out!r} is defined twice")
+            if out not in tensors:
+                _fail(node, f"output {out!r} has no tensor")
+            defined.add(out)
+        if len(node.outputs) != 1:
+            _fail(node, "every op has exactly one output")
+        ins = [tensors[i] for i in node.inputs]
+        out = tensors[node.output]
+        expected = _expected_shape(node, [t.shape for t in ins])
+        if expected is not None and out.shape != expected:
+            _fail(node, f"output shape {out.shape} != expected {expected}")
+        if isinstance(node, Reshape) and out.size != ins[0].size:
+            _fail(node, f"reshape changes the size: {ins[0].shape} -> {out.shape}")
+        if isinstance(node, (MaxPool, Reshape, Concat)):
+            for t in ins:
+                if t.dtype != out.dtype or t.zero_point != out.zero_point:
+                    _fail(node, f"input {t.name!r} ({t.dtype}, zp={t.zero_point}) must have the output's "
+                                f"type and zero point ({out.dtype}, zp={out.zero_point})")
+        if isinstance(node, (Conv2d, Dense)):
+            cout = node.out_channels
+            if node.bias.shape != (cout,):
+                _fail(node, f"bias shape {node.bias.shape} != ({cout},)")
+            if node.requant is None:
+                if out.dtype != node.acc and not out.dtype.contains([-(1 << (node.acc.bits - 1)),
+                                                                     (1 << (node.acc.bits - 1)) - 1]):
+                    _fail(node, f"raw accumulator output type {out.dtype} cannot hold {node.acc}")
+            else:
+                _check_requant(node, node.requant, out, cout)
+        if isinstance(node, (GlobalAvgPool, Add, Requantize)):
+            _check_requant(node, node.requant, out, out.shape[-1])
+        if isinstance(node, AvgPool):
+            for rq in node.requants.values():
+                _check_requant(node, rq, out, out.shape[-1])
+        if hasattr(node, "acc"):
+            bound = accumulator_bound(node, tensors)
+            if bound > node.acc.hi:
+                _fail(node, f"accumulator {node.acc} cannot hold the worst case |acc| = {bound}")
+            requants = node.requants.values() if isinstance(node, AvgPool) else [getattr(node, "requant")]
+            if any(rq is not None for rq in requants) and node.acc.bits > 32:
+                _fail(node, f"accumulator {node.acc} is wider than the 32 bits requantization supports")
+    for name in graph.outputs:
+        if name not in defined:
+            _fail(None, f"graph output {name!r} is never computed")
+    return graph
+
+
+def node_fields(node: Node) -> dict:
+    """The op-specific fields of a node (for serialisation)."""
+    return {f.name: getattr(node, f.name) for f in fields(node) if f.name not in ("name", "inputs", "outputs")}
