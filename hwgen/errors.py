@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["HwgenError", "ModelLoadError", "UnsupportedModelError", "InvalidOptionError", "VerificationError"]
+__all__ = ["HwgenError", "ModelLoadError", "UnsupportedModelError", "InvalidOptionError", "VerificationError",
+           "ToolchainError"]
 
 
 class HwgenError(Exception):
     """Base class: a problem with the user's model, input or options (not a bug in hwgen)."""
+
+    exit_code = 2
 
 
 class ModelLoadError(HwgenError):
@@ -30,3 +33,16 @@ class InvalidOptionError(HwgenError):
 
 class VerificationError(HwgenError):
     """The IR breaks an invariant; the message names the first bad node."""
+
+
+class ToolchainError(HwgenError):
+    """An external tool (Verilator, clang, qemu, yosys, nextpnr) is missing or failed.
+
+    The message quotes the tool's own error line; `output` keeps its whole log.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, output: str = ""):
+        super().__init__(message)
+        self.output = output

@@ -193,11 +193,13 @@ def _run_tail(graph: Graph, outputs: dict[str, np.ndarray], batch: int) -> dict[
     return {name: np.concatenate([s[k] for s in per_sample], axis=0) for k, name in enumerate(tail.outputs)}
 
 
-def run_model(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], *, core=None) -> dict[str, np.ndarray]:
     """Run the whole model as ONNX defines it: host quantization, integer core, float host tail.
 
     `feeds` maps the ONNX model's input names to arrays in its layout (optionally with
     a batch of B samples on a leading axis of size 1); returns its outputs likewise.
+    `core(inputs) -> outputs` runs the integer core (default: the golden model); a
+    backend passes its generated code here, so host head and tail stay shared.
     """
     core_inputs, batch = {}, None
     for port in graph.input_ports:
@@ -209,10 +211,10 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray]) -> dict[str, np.nda
         if port.quantize is not None:
             x = _quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
         core_inputs[port.tensor] = port.layout.to_ir(np.asarray(x))
-    core = run_graph(graph, core_inputs)
+    results = run_graph(graph, core_inputs) if core is None else core(core_inputs)
     outputs = {}
     for port in graph.output_ports:
-        outputs[port.onnx_name] = port.layout.to_onnx(core[port.tensor]).astype(port.onnx_dtype)
+        outputs[port.onnx_name] = port.layout.to_onnx(results[port.tensor]).astype(port.onnx_dtype)
     if graph.tail is not None:
         outputs.update(_run_tail(graph, outputs, batch or 1))
     return {name: outputs[name] for name in graph.model_outputs}

@@ -119,6 +119,9 @@ class Importer:
     def run(self) -> Graph:
         from .handlers import HANDLERS, REFUSALS
 
+        for node in self.g.nodes:  # ops refused outright explain the model's problem best
+            if node.op_type in REFUSALS:
+                REFUSALS[node.op_type](self, node)
         for name, array in self.g.initializers.items():
             self.values[name] = Const(array)
         input_ports = [self._input(name) for name in self.g.inputs]

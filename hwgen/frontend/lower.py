@@ -17,7 +17,8 @@ from .. import fixed
 from ..errors import UnsupportedModelError
 from ..fixed import IntType, Rounding
 from ..ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool, Node, Requant, Requantize,
-                  Reshape, Tensor, accumulator_bound, conv_output_hw)
+                  Reshape, Tensor, conv_output_hw)
+from ..passes.accumulators import with_derived_accumulator
 
 #: Add aligns both operands on a grid 2**ADD_GRID_BITS finer than the coarser input step:
 #: acc = a*(x - zx) + b*(y - zy) with integer a, b; one rounding at the end.
@@ -99,10 +100,6 @@ def ir_shape_of(onnx_shape: tuple[int, ...], what: str) -> tuple[tuple[int, ...]
                                 "vectors and matrices")
 
 
-def _acc_type(bound: int) -> IntType:
-    return IntType(fixed.signed_bits(-bound, bound), True)
-
-
 def _unique(name: str, taken: set[str]) -> str:
     out, i = name, 1
     while out in taken:
@@ -141,7 +138,7 @@ class Builder:
         node = node_cls(name=_unique(name, self.node_names), inputs=tuple(a.name for a in inputs),
                         outputs=(t.name,), **params)
         if "acc" in params and params["acc"] is None:
-            node = _with_acc(node, self.tensors)
+            node = with_derived_accumulator(node, self.tensors)
         self.nodes.append(node)
         return Act(t, tuple(onnx_shape), chw)
 
@@ -265,18 +262,6 @@ class Builder:
         t = x.tensor
         out = OutQuant(t.dtype, t.scale[0], t.zero_point, t.dtype.lo, t.dtype.hi)
         return self._emit(Reshape, name, [x], out_name, ir_shape, out, onnx_shape, chw)
-
-
-def _with_acc(node: Node, tensors) -> Node:
-    from dataclasses import replace
-
-    bound = accumulator_bound(node, tensors)
-    acc = _acc_type(bound)
-    requants = node.requants.values() if isinstance(node, AvgPool) else [node.requant]
-    if acc.bits > 32 and any(rq is not None for rq in requants):
-        raise UnsupportedModelError(f"the accumulator needs {acc.bits} bits; hwgen requantizes at most 32",
-                                    node=node.name, op=node.op)
-    return replace(node, acc=acc)
 
 
 def _subtract_zero_point(w: np.ndarray, zero_point, axis: int) -> np.ndarray:

@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ToolchainError
+
 __all__ = [
     "ToolchainError", "SanitizerError", "InsnCounts", "QemuResult",
     "missing_rvv_tools", "have_rvv_toolchain", "build_plugin", "compile_riscv", "run_qemu",
@@ -45,17 +47,6 @@ VLEN_MIN, VLEN_MAX = 128, 1024
 DEFAULT_TIMEOUT = 120.0
 # First stderr lines that start a sanitizer report.
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-class ToolchainError(RuntimeError):
-    """A compiler, qemu, or the program they built failed, or a tool is missing.
-
-    ``output`` holds the tool's whole stderr; the message quotes its telling line.
-    """
-
-    def __init__(self, message: str, *, output: str = "") -> None:
-        super().__init__(message)
-        self.output = output
 
 
 class SanitizerError(ToolchainError):

@@ -1,0 +1,225 @@
+"""The `hwgen` command: compile, run and report, plus the targets' own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import backends, golden, irjson
+from .compiler import CompileOptions, Compiled, compile_model
+from .errors import HwgenError, InvalidOptionError
+from .fixed import MULTIPLIER_BITS, IntType, Rounding
+
+log = logging.getLogger("hwgen")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", type=Path, help="the quantized ONNX model")
+    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=Rounding.RNE.value,
+                   help="requantization rounding: rne (ties to even, as ONNX) or rnu (ties up, cheaper in "
+                        "hardware)")
+    p.add_argument("--multiplier-bits", type=int, default=MULTIPLIER_BITS, metavar="N",
+                   help="bits of the requantization multipliers, 2..32")
+
+
+def _options(args: argparse.Namespace) -> CompileOptions:
+    if not 2 <= args.multiplier_bits <= 32:
+        raise InvalidOptionError(f"--multiplier-bits must be 2..32, not {args.multiplier_bits}")
+    return CompileOptions(Rounding(args.rounding), args.multiplier_bits)
+
+
+# -- hwgen compile ---------------------------------------------------------------------------
+
+
+def write_outputs(compiled: Compiled, out: Path, targets: list[str], args: argparse.Namespace) -> None:
+    """Write OUT atomically: everything goes to a temporary sibling that replaces OUT at the end."""
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        irjson.dump(compiled.graph, tmp / "ir.json")
+        (tmp / "ir.txt").write_text(str(compiled.graph) + "\n")
+        (tmp / "report.json").write_text(json.dumps(compiled.report.to_json(), indent=1) + "\n")
+        (tmp / "report.txt").write_text(compiled.report.to_text() + "\n")
+        for target in targets:
+            backends.backend(target).emit(compiled, tmp, args)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(old / "out")
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _targets(text: str | None) -> list[str]:
+    if not text:
+        return []
+    targets = [t.strip() for t in text.split(",") if t.strip()]
+    for t in targets:
+        if t not in backends.TARGETS:
+            raise InvalidOptionError(f"unknown target {t!r}; choose from {', '.join(backends.TARGETS)}")
+    return list(dict.fromkeys(targets))
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    targets = _targets(args.target)
+    compiled = compile_model(args.model, _options(args))
+    write_outputs(compiled, args.output, targets, args)
+    print(compiled.report.to_text())
+    print(f"wrote {args.output}/ (ir.json, ir.txt, report.json, report.txt"
+          + "".join(f", {t}/" for t in targets) + ")")
+    return 0
+
+
+# -- hwgen run ---------------------------------------------------------------------------------
+
+
+def _load_inputs(path: Path, compiled: Compiled) -> dict[str, np.ndarray]:
+    ports = compiled.graph.input_ports
+    if not path.exists():
+        raise InvalidOptionError(f"{path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise InvalidOptionError(f"{path}: not a .npy or .npz file ({exc})") from None
+    if isinstance(data, np.ndarray):
+        if len(ports) != 1:
+            raise InvalidOptionError(f"the model has {len(ports)} inputs; pass an .npz with arrays named "
+                                     + ", ".join(repr(p.onnx_name) for p in ports))
+        arrays = {ports[0].onnx_name: data}
+    else:
+        arrays = {k: data[k] for k in data.files}
+    feeds = {}
+    for port in ports:
+        if port.onnx_name not in arrays:
+            raise InvalidOptionError(f"{path}: no array named {port.onnx_name!r}")
+        feeds[port.onnx_name] = _check_input(arrays[port.onnx_name], port, compiled)
+    return feeds
+
+
+def _check_input(x: np.ndarray, port, compiled: Compiled) -> np.ndarray:
+    """The array as the model's input type; integers must fit, floats stay floats."""
+    want = np.dtype(port.onnx_dtype)
+    name = port.onnx_name
+    if want.kind == "f":
+        if x.dtype.kind != "f":
+            raise InvalidOptionError(f"input {name!r} must be float ({want}), got {x.dtype}")
+        x = x.astype(want)
+    else:
+        if x.dtype.kind not in "iu":
+            raise InvalidOptionError(f"input {name!r} must be integer ({want}), got {x.dtype}; quantize it "
+                                     "first or pass the float model's input")
+        itype = IntType.from_numpy(want)
+        if not itype.contains(x):
+            raise InvalidOptionError(f"input {name!r} has values outside {want}")
+        x = x.astype(want)
+    try:
+        port.layout.batch_of(x)
+    except ValueError as exc:
+        raise InvalidOptionError(f"input {name!r}: {exc}") from None
+    return x
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    compiled = compile_model(args.model, _options(args))
+    feeds = _load_inputs(args.input, compiled)
+    core = None
+    if args.backend != "golden":
+        target = backends.backend({"rtl": "fpga", "rvv": "rvv"}[args.backend])
+        core = lambda inputs: target.run_core(compiled, inputs, args)  # noqa: E731
+    outputs = golden.run_model(compiled.graph, feeds, core=core)
+    if args.output is None:
+        for name, y in outputs.items():
+            print(f"{name}: {np.array2string(y, threshold=64)}")
+    elif len(outputs) == 1:
+        np.save(args.output, next(iter(outputs.values())))
+    else:
+        np.savez(args.output, **outputs)
+    return 0
+
+
+# -- hwgen report ------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    compiled = compile_model(args.model, _options(args))
+    report = compiled.report
+    if args.json:
+        args.json.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    print(report.to_text())
+    return 0
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hwgen", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Compile pruned, quantized ONNX models to bit-exact FPGA accelerators and RISC-V Vector C.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    targets = backends.available()
+
+    p = sub.add_parser("compile", help="compile a model to IR, report and generated code",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_model_options(p)
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output directory")
+    p.add_argument("--target", default=None, metavar="T[,T]",
+                   help=f"also generate code for these targets ({', '.join(backends.TARGETS)})")
+    for module in targets.values():
+        module.add_arguments(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run a model on inputs (golden model or generated code)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_model_options(p)
+    p.add_argument("--input", type=Path, required=True, metavar="X.npy",
+                   help="input array (.npy), or arrays named as the model's inputs (.npz)")
+    p.add_argument("--output", type=Path, default=None, metavar="Y.npy", help="where to save the output")
+    p.add_argument("--backend", choices=["golden", "rtl", "rvv"], default="golden",
+                   help="golden: the reference model; rtl: Verilator simulation; rvv: RISC-V under QEMU")
+    for module in targets.values():
+        module.add_arguments(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="per-layer MACs, parameters, sparsity and bit widths",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_model_options(p)
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(func=cmd_report)
+
+    for module in targets.values():
+        if hasattr(module, "register_commands"):
+            module.register_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="hwgen: %(message)s")
+    try:
+        return args.func(args)
+    except HwgenError as exc:
+        print(f"hwgen: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("hwgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Removing the channels that pruning left dead, so structurally pruned models shrink.
+
+Two kinds of dead output channel of a multiply-accumulate op:
+
+* constant: all its weights are zero, so it outputs requant(bias) everywhere. Its
+  consumers fold that constant into their biases (exact where no padding reads the
+  channel, or where the constant is the zero point that padding uses anyway);
+  channel-wise ops on the way (depthwise conv, max pool, requantize, global average
+  pool) turn it into another constant channel and lose it too;
+* unused: every consumer's weights on it are zero.
+
+The forward sweep removes constant channels (cascading downstream), the backward
+sweep unused ones (cascading upstream, since a producer that loses outputs may
+stop using some of its inputs). A channel that cannot be removed exactly stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+
+from ..ir import Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape, Tensor
+
+log = logging.getLogger(__name__)
+
+#: An edit: node name -> replacement node, tensor name -> replacement tensor.
+Plan = tuple[dict[str, Node], dict[str, Tensor]]
+
+
+def _is_pointwise_mac(node: Node) -> bool:
+    """Ops whose input channels are summed over: dense conv (groups=1) and 2-D Dense."""
+    return (isinstance(node, Conv2d) and node.groups == 1) or (isinstance(node, Dense) and node.weights.ndim == 2)
+
+
+def _is_depthwise(node: Node, graph: Graph) -> bool:
+    return (isinstance(node, Conv2d) and node.weights.shape[3] == 1
+            and node.groups == graph.tensor(node.inputs[0]).shape[-1] == node.out_channels)
+
+
+def _drop(t: Tensor, keep: list[int], per_channel_scale: bool = True) -> Tensor:
+    scale = tuple(t.scale[i] for i in keep) if per_channel_scale and len(t.scale) > 1 else t.scale
+    return replace(t, shape=(*t.shape[:-1], len(keep)), scale=scale)
+
+
+def _requant_channel(node, k: int, acc: int) -> int:
+    rq = node.requant
+    return int(rq.select([k]).apply(np.array([acc]))[0]) if rq.channels > 1 else int(rq.apply(np.array([acc]))[0])
+
+
+def _plan(graph: Graph, tensor: str, consts: dict[int, int | None], plan: Plan) -> bool:
+    """Extend `plan` so every consumer of `tensor` stops reading channels `consts`.
+
+    consts[k] is the constant value of channel k, or None for a channel its
+    consumers must already ignore (zero weights). Returns False if any cannot.
+    """
+    if tensor in graph.outputs or not graph.consumers(tensor):
+        return False
+    t = plan[1].get(tensor, graph.tensor(tensor))
+    channels = graph.tensor(tensor).shape[-1]
+    keep = [i for i in range(channels) if i not in consts]
+    for node in graph.consumers(tensor):
+        node = plan[0].get(node.name, node)
+        zx = t.zero_point
+        if isinstance(node, Conv2d) and node.groups == 1:
+            w = node.weights
+            if any(c is None and np.any(w[..., k]) for k, c in consts.items()):
+                return False
+            if any(node.pads) and any(c is not None and c != zx for c in consts.values()):
+                return False  # border taps read padding (zx), not the constant
+            bias = node.bias + sum(int(c) * w[..., k].reshape(w.shape[0], -1).sum(axis=1)
+                                   for k, c in consts.items() if c is not None)
+            plan[0][node.name] = replace(node, weights=w[..., keep], bias=bias)
+        elif isinstance(node, Dense) and node.weights.ndim == 2 and len(t.shape) == 1:
+            if not _fold_dense(node, consts, keep, plan):
+                return False
+        elif isinstance(node, Reshape) and len(graph.tensor(node.output).shape) == 1:
+            if not _plan_flatten(graph, node, t, consts, channels, keep, plan):
+                return False
+        elif _is_depthwise(node, graph) and node.requant is not None:
+            if any(c is None for c in consts.values()):
+                return False
+            if any(node.pads) and any(c != zx for c in consts.values()):
+                return False
+            out = {k: _requant_channel(node, k, int(node.bias[k]) + c * int(node.weights[k].sum()))
+                   for k, c in consts.items()}
+            if not _channelwise(graph, node, out, keep, plan,
+                                weights=node.weights[keep], bias=node.bias[keep], groups=len(keep),
+                                requant=node.requant.select(keep)):
+                return False
+        elif isinstance(node, MaxPool) and all(c is not None for c in consts.values()):
+            if not _channelwise(graph, node, dict(consts), keep, plan):
+                return False
+        elif isinstance(node, Requantize) and all(c is not None for c in consts.values()):
+            out = {k: _requant_channel(node, k, c - zx) for k, c in consts.items()}
+            if not _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep)):
+                return False
+        elif isinstance(node, GlobalAvgPool) and all(c is not None for c in consts.values()):
+            h, w, _ = t.shape
+            out = {k: _requant_channel(node, k, h * w * (c - zx)) for k, c in consts.items()}
+            if not _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep)):
+                return False
+        else:
+            return False
+    return True
+
+
+def _channelwise(graph: Graph, node: Node, out_consts: dict[int, int], keep: list[int], plan: Plan,
+                 **changes) -> bool:
+    """A channel-wise op loses the channels and passes their (new) constants downstream."""
+    if not _plan(graph, node.output, out_consts, plan):
+        return False
+    plan[0][node.name] = replace(plan[0].get(node.name, node), **changes)
+    plan[1][node.output] = _drop(graph.tensor(node.output), keep)
+    return True
+
+
+def _plan_flatten(graph: Graph, node: Reshape, t: Tensor, consts, channels: int, keep, plan: Plan) -> bool:
+    """A flatten of (H, W, C) to (H*W*C,): channel k is at positions p*C + k."""
+    positions = t.size // channels
+    flat_keep = [p * channels + k for p in range(positions) for k in keep]
+    flat_consts = {p * channels + k: c for p in range(positions) for k, c in consts.items()}
+    out = graph.tensor(node.output)
+    for consumer in graph.consumers(node.output):
+        consumer = plan[0].get(consumer.name, consumer)
+        if node.output in graph.outputs or not (isinstance(consumer, Dense) and consumer.weights.ndim == 2):
+            return False
+        if not _fold_dense(consumer, flat_consts, flat_keep, plan):
+            return False
+    plan[1][node.output] = replace(out, shape=(len(flat_keep),))
+    return True
+
+
+def _fold_dense(node: Dense, consts: dict[int, int | None], keep: list[int], plan: Plan) -> bool:
+    w = node.weights
+    if any(c is None and np.any(w[:, k]) for k, c in consts.items()):
+        return False
+    bias = node.bias + sum(int(c) * w[:, k] for k, c in consts.items() if c is not None)
+    plan[0][node.name] = replace(node, weights=w[:, keep], bias=bias)
+    return True
+
+
+def _apply(graph: Graph, producer: Node, keep: list[int], plan: Plan) -> Graph:
+    nodes, tensors = plan
+    w = producer.weights
+    nodes[producer.name] = replace(producer, weights=w[keep], bias=producer.bias[keep],
+                                   requant=producer.requant.select(keep) if producer.requant else None)
+    tensors[producer.output] = _drop(graph.tensor(producer.output), keep)
+    new_tensors = dict(graph.tensors)
+    new_tensors.update(tensors)
+    return replace(graph, nodes=tuple(nodes.get(n.name, n) for n in graph.nodes), tensors=new_tensors)
+
+
+def _try_remove(graph: Graph, producer: Node, candidates: dict[int, int | None]) -> Graph:
+    removable = {k: c for k, c in candidates.items() if _plan(graph, producer.output, {k: c}, ({}, {}))}
+    if not removable or len(removable) == producer.out_channels:
+        return graph  # keep at least one channel: an empty tensor is not a tensor
+    plan: Plan = ({}, {})
+    if not _plan(graph, producer.output, removable, plan):
+        return graph
+    keep = [i for i in range(producer.out_channels) if i not in removable]
+    log.info("%s: removed %d dead output channels", producer.name, len(removable))
+    return _apply(graph, producer, keep, plan)
+
+
+def remove_constant_channels(graph: Graph) -> Graph:
+    """Forward sweep: output channels whose weights are all zero."""
+    for name in [n.name for n in graph.nodes]:
+        node = graph.node(name)
+        if not _is_pointwise_mac(node) or node.requant is None:
+            continue
+        rows = node.weights.reshape(node.out_channels, -1)
+        zero = [k for k in range(node.out_channels) if not np.any(rows[k])]
+        consts = {k: _requant_channel(node, k, int(node.bias[k])) for k in zero}
+        graph = _try_remove(graph, node, consts)
+    return graph
+
+
+def remove_unused_channels(graph: Graph) -> Graph:
+    """Backward sweep: output channels no consumer's weights read."""
+    for name in reversed([n.name for n in graph.nodes]):
+        node = graph.node(name)
+        if _is_pointwise_mac(node):
+            graph = _try_remove(graph, node, {k: None for k in range(node.out_channels)})
+    return graph
