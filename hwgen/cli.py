@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, golden, irjson
+from . import __version__, backends, golden, irjson
 from .compiler import CompileOptions, Compiled, compile_model
 from .errors import HwgenError, InvalidOptionError
 from .fixed import MULTIPLIER_BITS, IntType, Rounding
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hwgen", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Compile pruned, quantized ONNX models to bit-exact FPGA accelerators and RISC-V Vector C.")
+    parser.add_argument("--version", action="version", version=f"hwgen {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     targets = backends.available()

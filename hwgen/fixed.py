@@ -80,7 +80,7 @@ class IntType:
         return max(-self.lo, self.hi)
 
     def contains(self, values) -> bool:
-        a = np.asarray(values)
+        a = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
         return a.size == 0 or (int(a.min()) >= self.lo and int(a.max()) <= self.hi)
 
     def __repr__(self) -> str:
@@ -178,7 +178,7 @@ def quantize_multiplier(real: float, bits: int = MULTIPLIER_BITS) -> tuple[int, 
         raise ValueError(f"requantization scale {real!r} is too large (>= 2**{bits})")
     if shift > MAX_SHIFT:
         shift = MAX_SHIFT
-    m = round_half_even(real * 2.0**shift)
+    m = int(round_half_even(real * 2.0**shift))
     if m >= 1 << bits:  # frac rounded up to 1.0
         m >>= 1
         shift -= 1

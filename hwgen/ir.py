@@ -489,6 +489,9 @@ def _expected_shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...
         if len(x) != 3:
             _fail(node, f"input must be (H, W, C), got {x}")
         dil = node.dilation if isinstance(node, MaxPool) else (1, 1)
+        span = [dil[i] * (node.kernel[i] - 1) + 1 for i in range(2)]
+        if any(p >= span[i % 2] for i, p in enumerate(node.pads)):
+            _fail(node, f"pads {node.pads} as wide as the window {node.kernel}: a window could hold only padding")
         oh, ow = conv_output_hw(x[:2], node.kernel, node.stride, dil, node.pads)
         return (oh, ow, x[2])
     if isinstance(node, GlobalAvgPool):

@@ -68,13 +68,13 @@ def pool_geometry(node: onnx.NodeProto, in_hw) -> tuple[tuple, tuple, tuple, tup
         raise UnsupportedModelError("kernel_shape is required", node=node.name, op=node.op_type)
     stride, dilation, pads = window_geometry(node, in_hw, kernel)
     if attribute(node, "ceil_mode", 0):
-        floor_hw = conv_output_hw(in_hw, kernel, stride, dilation, pads)
         extra = []
         for axis in range(2):
             span = in_hw[axis] + pads[axis] + pads[axis + 2] - dilation[axis] * (kernel[axis] - 1) - 1
             out = -(-span // stride[axis]) + 1
             if (out - 1) * stride[axis] >= in_hw[axis] + pads[axis]:  # last window would start in padding
                 out -= 1
-            extra.append(max(0, (out - floor_hw[axis]) * stride[axis]))
+            window = dilation[axis] * (kernel[axis] - 1) + 1
+            extra.append(max(0, (out - 1) * stride[axis] + window - (in_hw[axis] + pads[axis] + pads[axis + 2])))
         pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
     return kernel, stride, dilation, pads

@@ -39,6 +39,10 @@ def load_model(path: str | Path) -> onnx.ModelProto:
 
 def check_model(model: onnx.ModelProto, where: str = "model") -> onnx.ModelProto:
     """onnx.checker, then static shapes, then onnx shape inference."""
+    try:  # graph outputs declared without a shape get one first (the checker demands it)
+        model = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, RuntimeError):
+        pass  # the checker and the strict inference below report the problem
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

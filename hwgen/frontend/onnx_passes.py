@@ -193,7 +193,8 @@ def fold_bias_add(graph: OnnxGraph) -> OnnxGraph:
             if op.op_type == "MatMul":
                 op.op_type = "Gemm"
             graph.rename_uses(add.output[0], op.output[0])
-            graph.nodes.remove(add)
+            graph.nodes.remove(op)  # the op takes the Add's place: the bias may be computed after the op
+            graph.nodes[graph.nodes.index(add)] = op
             log.info("folded %s into %s as its bias", add.name, op.name)
             break
     return graph

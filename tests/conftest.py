@@ -1,0 +1,42 @@
+"""Shared test helpers: where the bundled models are, and onnxruntime as the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "examples" / "models"
+DIGITS = MODELS / "digits"
+PERSON = MODELS / "person_detect"
+NODE_TESTS = Path(__file__).resolve().parent / "data" / "onnx_node_tests"
+
+
+def load_pb(path: Path) -> np.ndarray:
+    tensor = onnx.TensorProto()
+    tensor.ParseFromString(Path(path).read_bytes())
+    return numpy_helper.to_array(tensor)
+
+
+def ort_run(model, feeds: dict[str, np.ndarray], batched: bool = True) -> list[np.ndarray]:
+    """onnxruntime on a model exported for batch 1: one sample at a time, results stacked."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    session = onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    if not batched:
+        return session.run(None, feeds)
+    n = len(next(iter(feeds.values())))
+    runs = [session.run(None, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(n)]
+    return [np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))]
+
+
+@pytest.fixture(scope="session")
+def digits_images() -> np.ndarray:
+    return np.load(DIGITS / "digits_test.npz")["X"]

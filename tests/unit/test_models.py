@@ -1,0 +1,120 @@
+"""The golden model against onnxruntime on the real models, and ONNX's own node tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from hwgen.compiler import compile_model
+from hwgen.frontend import import_onnx
+from hwgen.golden import run_model
+from hwgen.ir import verify
+
+from ..conftest import DIGITS, NODE_TESTS, PERSON, load_pb, ort_run
+
+INTIO = sorted(DIGITS.glob("*_intio.onnx")) + sorted((DIGITS / "mobilenet").glob("*_intio.onnx"))
+FLOAT_IO = sorted(p for p in list(DIGITS.glob("*_q*.onnx")) + list((DIGITS / "mobilenet").glob("*_q*.onnx"))
+                  if "intio" not in p.name)
+
+#: onnxruntime requantizes in float32; hwgen with 31-bit multipliers. They may differ by 1 LSB
+#: where a value lies within float32 error of a rounding tie: "a few per 10,000" outputs.
+MAX_MISMATCH = 1e-3
+
+
+def _lsb_diff(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+    return ours.astype(np.int64) - theirs.astype(np.int64)
+
+
+@pytest.mark.parametrize("path", INTIO, ids=lambda p: p.stem)
+def test_digits_integer_models_match_onnxruntime(path):
+    compiled = compile_model(path)
+    golden = np.load(str(path).replace(".onnx", "_golden.npz"))
+    port = compiled.graph.input_ports[0]
+    out = next(iter(run_model(compiled.graph, {port.onnx_name: golden["x_q"]}).values()))
+    diff = _lsb_diff(out, golden["y_q"])
+    assert np.abs(diff).max() <= 1
+    assert np.mean(diff != 0) <= MAX_MISMATCH
+    agree = np.mean(out.argmax(axis=1) == golden["y_q"].argmax(axis=1))
+    assert agree >= 0.995
+
+
+@pytest.mark.parametrize("path", FLOAT_IO, ids=lambda p: p.stem)
+def test_digits_float_models_match_onnxruntime(path, digits_images):
+    compiled = compile_model(path)
+    ours = run_model(compiled.graph, {"input": digits_images})["logits"]
+    theirs = ort_run(path, {"input": digits_images})[0]
+    step = compiled.graph.tensor(compiled.graph.outputs[0]).scale[0]
+    diff = np.rint((ours - theirs) / step)
+    assert np.abs(diff).max() <= 1
+    assert np.mean(diff != 0) <= MAX_MISMATCH
+    assert np.mean(ours.argmax(axis=1) == theirs.argmax(axis=1)) >= 0.995
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_person_detect_classifies_as_tflite_micro(case):
+    path = PERSON / "person_detect_qdq.onnx"
+    compiled = compile_model(path)
+    x = load_pb(PERSON / "cases" / f"test_data_set_{case}" / "input_0.pb")
+    tflm = load_pb(PERSON / "cases" / f"test_data_set_{case}" / "output_0.pb")  # [-113, 113] / [57, -57]
+    name = compiled.graph.input_ports[0].onnx_name
+    ours = next(iter(run_model(compiled.graph, {name: x}).values()))
+    theirs = ort_run(path, {name: x})[0]
+    assert np.abs(_lsb_diff(ours, theirs)).max() <= 1
+    assert ours.argmax() == tflm.argmax()
+    if case == 0:  # person.bmp: bit-identical to TFLite Micro
+        assert np.array_equal(ours, tflm)
+
+
+def test_person_detect_random_inputs_match_onnxruntime():
+    path = PERSON / "person_detect_qdq.onnx"
+    compiled = compile_model(path)
+    rng = np.random.default_rng(7)
+    x = rng.integers(-128, 128, size=(4, 1, 96, 96), dtype=np.int8)
+    name = compiled.graph.input_ports[0].onnx_name
+    ours = next(iter(run_model(compiled.graph, {name: x}).values()))
+    theirs = ort_run(path, {name: x})[0]
+    assert np.abs(_lsb_diff(ours, theirs)).max() <= 1
+
+
+# -- ONNX backend node tests ---------------------------------------------------------------------
+
+NODE_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QuantizeLinear", "DequantizeLinear")
+UNSUPPORTED_TYPES = ("e4m3", "e5m2", "float4", "int2", "int4", "uint2", "uint4")
+
+
+def _node_tests():
+    rows = [line.split("\t") for line in (NODE_TESTS / "INDEX.tsv").read_text().splitlines()[1:]]
+    return [(r[0], r[1]) for r in rows if r[1] in NODE_OPS]
+
+
+def _bind_all_but_first(model: onnx.ModelProto, inputs: list[np.ndarray]) -> onnx.ModelProto:
+    """Node tests pass weights and quantization parameters as inputs: make them constants."""
+    g = model.graph
+    names = [i.name for i in g.input]
+    for name, value in list(zip(names, inputs))[1:]:
+        g.initializer.append(numpy_helper.from_array(value, name))
+    first = [i for i in g.input if i.name == names[0]]
+    del g.input[:]
+    g.input.extend(first)
+    return model
+
+
+@pytest.mark.parametrize("test,op", _node_tests(), ids=[t for t, _ in _node_tests()])
+def test_onnx_node_test(test, op):
+    folder = NODE_TESTS / test
+    inputs = [load_pb(p) for p in sorted((folder / "test_data_set_0").glob("input_*.pb"))]
+    expected = load_pb(folder / "test_data_set_0" / "output_0.pb")
+    model = _bind_all_but_first(onnx.load(folder / "model.onnx"), inputs)
+    if any(t in test for t in UNSUPPORTED_TYPES):
+        from hwgen.errors import UnsupportedModelError
+
+        with pytest.raises(UnsupportedModelError, match="element type|quantizes to"):
+            import_onnx(model)
+        return
+    graph = verify(import_onnx(model))
+    out = next(iter(run_model(graph, {model.graph.input[0].name: inputs[0]}).values()))
+    # exact: the integer ops are exact, and the requantizing ones are exact on these small cases
+    assert out.dtype == expected.dtype
+    assert np.array_equal(out, expected)

@@ -1,0 +1,109 @@
+"""IR passes: dead-channel removal must shrink pruned models and change no output bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hwgen.compiler import compile_model
+from hwgen.frontend import import_onnx
+from hwgen.golden import run_graph, run_model
+from hwgen.ir import Conv2d, Dense
+from hwgen.passes import run_passes
+
+from ..conftest import DIGITS
+from .qmodels import GraphBuilder, Q, random_weights
+
+
+def _same_outputs(before, after, seed=0, n=8):
+    rng = np.random.default_rng(seed)
+    t = before.tensor(before.inputs[0])
+    x = rng.integers(t.dtype.lo, t.dtype.hi + 1, size=(n, *t.shape))
+    a, b = run_graph(before, {before.inputs[0]: x}), run_graph(after, {after.inputs[0]: x})
+    return all(np.array_equal(a[k], b[k]) for k in before.outputs)
+
+
+def test_structurally_pruned_tinycnn_shrinks_and_computes_the_same(digits_images):
+    compiled = compile_model(DIGITS / "tinycnn_chanzero_qdq_s8s8_pc.onnx")
+    totals = compiled.report.totals
+    assert totals["imported_params"] == 9930  # the dense TinyCNN's tensor shapes
+    assert totals["params"] == 3818 and totals["channels_removed"] == 24
+    convs = [n for n in compiled.graph.nodes if isinstance(n, Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16] and convs[1].weights.shape[3] == 8
+    before = run_model(compiled.imported, {"input": digits_images})["logits"]
+    after = run_model(compiled.graph, {"input": digits_images})["logits"]
+    assert np.array_equal(before, after)
+
+
+def test_unstructured_pruning_halves_the_nonzero_macs():
+    report = compile_model(DIGITS / "tinycnn_unstruct50_qdq_s8s8_pc.onnx").report
+    t = report.totals
+    assert 0.45 <= t["nonzero_macs"] / t["macs"] <= 0.65
+    assert t["channels_removed"] == 0
+
+
+def _chain(rng, *, zero_first: list[int], bias_of_zeroed: int, pads: int, depthwise: bool, zero_inputs_of_last=()):
+    """x -> conv a (filters `zero_first` all zero) -> [depthwise] -> conv b -> y, all QDQ int8."""
+    b = GraphBuilder()
+    q = Q(0.02, -3)
+    wa = random_weights(rng, (6, 2, 3, 3))
+    wa[zero_first] = 0
+    ba = rng.integers(-200, 200, size=6)
+    ba[zero_first] = bias_of_zeroed
+    y = b.qdq(b.node("Conv", [b.qdq("x", q), b.weights(wa, np.full(6, 0.01, np.float32)),
+                              b.bias(ba, np.float32(0.0002))], pads=[1] * 4, kernel_shape=[3, 3]), q)
+    if depthwise:  # a structured pruner zeroes the pruned channels' depthwise biases too
+        wd = random_weights(rng, (6, 1, 3, 3), sparsity=0)
+        bd = rng.integers(-200, 200, size=6)
+        bd[zero_first] = 0
+        y = b.qdq(b.node("Conv", [y, b.weights(wd, np.full(6, 0.01, np.float32)),
+                                  b.bias(bd, np.float32(0.0002))],
+                         pads=[pads] * 4, kernel_shape=[3, 3], group=6), q)
+    wb = random_weights(rng, (4, 6, 3, 3))
+    wb[:, list(zero_inputs_of_last)] = 0
+    y = b.qdq(b.node("Conv", [y, b.weights(wb, np.full(4, 0.01, np.float32)),
+                              b.bias(rng.integers(-200, 200, size=4), np.float32(0.0002))],
+                     pads=[pads] * 4, kernel_shape=[3, 3]), Q(0.05, 2))
+    return import_onnx(b.model([("x", [1, 2, 6, 6])], y))
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_zero_filters_whose_output_is_the_zero_point_are_removed_through_padding(depthwise):
+    rng = np.random.default_rng(1)
+    graph = _chain(rng, zero_first=[1, 4], bias_of_zeroed=0, pads=1, depthwise=depthwise)
+    out = run_passes(graph)
+    assert [n.out_channels for n in out.nodes if isinstance(n, Conv2d)] == [4] + ([4] if depthwise else []) + [4]
+    assert _same_outputs(graph, out)
+
+
+def test_zero_filters_with_a_bias_are_folded_only_where_no_padding_reads_them():
+    rng = np.random.default_rng(2)
+    padded = _chain(rng, zero_first=[0, 2], bias_of_zeroed=150, pads=1, depthwise=False)
+    out = run_passes(padded)
+    assert [n.out_channels for n in out.nodes if isinstance(n, Conv2d)] == [6, 4]  # kept: padding reads zx, not 150
+    assert _same_outputs(padded, out)
+    unpadded = _chain(rng, zero_first=[0, 2], bias_of_zeroed=150, pads=0, depthwise=True)
+    out = run_passes(unpadded)
+    assert [n.out_channels for n in out.nodes if isinstance(n, Conv2d)] == [4, 4, 4]
+    assert _same_outputs(unpadded, out)
+
+
+def test_channels_no_consumer_reads_are_removed_upstream():
+    rng = np.random.default_rng(3)
+    graph = _chain(rng, zero_first=[], bias_of_zeroed=0, pads=1, depthwise=False, zero_inputs_of_last=(0, 5))
+    out = run_passes(graph)
+    first, last = [n for n in out.nodes if isinstance(n, Conv2d)]
+    assert first.out_channels == 4 and last.weights.shape[3] == 4
+    assert _same_outputs(graph, out)
+
+
+def test_graph_outputs_keep_their_channels():
+    rng = np.random.default_rng(4)
+    b = GraphBuilder()
+    w = random_weights(rng, (5, 3))
+    w[2] = 0
+    x = b.qdq(b.node("Flatten", [b.qdq("x", Q(0.02, 0))]), Q(0.02, 0))
+    y = b.node("Gemm", [x, b.weights(w, np.full(5, 0.01, np.float32))], transB=1)
+    graph = import_onnx(b.model([("x", [1, 3, 1, 1])], b.qdq(y, Q(0.05, 1))))
+    out = run_passes(graph)
+    assert next(n for n in out.nodes if isinstance(n, Dense)).out_channels == 5
