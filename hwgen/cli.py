@@ -153,11 +153,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.model.is_dir():  # a compile output: the model's report and each target's
+        return _report_output_dir(args.model)
     compiled = compile_model(args.model, _options(args))
     report = compiled.report
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=1) + "\n")
     print(report.to_text())
+    return 0
+
+
+def _report_output_dir(out: Path) -> int:
+    if not (out / "report.txt").exists():
+        raise InvalidOptionError(f"{out}: not a hwgen compile output (no report.txt)")
+    print((out / "report.txt").read_text(), end="")
+    for name, module in backends.available().items():
+        text = module.describe(out) if (out / name).is_dir() and hasattr(module, "describe") else None
+        if text:
+            print(f"\n== {name}\n{text}")
     return 0
 
 
@@ -196,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="per-layer MACs, parameters, sparsity and bit widths",
+                       description="Report on MODEL.onnx, or on a compile output directory OUT (with each "
+                                   "target's cycles or instruction counts).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_model_options(p)
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")

@@ -106,7 +106,7 @@ def _dynamic_model(path, dims):
 
 BAD_MODELS = {
     "missing file": (lambda p: str(p / "nope.onnx"), r"nope\.onnx: no such file"),
-    "directory": (lambda p: str(p), r"not a file"),
+    "directory": (lambda p: str(p), r"not a file|not a hwgen compile output"),
     "not onnx": (lambda p: _write(p / "x.onnx", b"\x07hello, world\xff\xfe" * 50), r"not an ONNX model"),
     "empty": (lambda p: _write(p / "e.onnx", b""), r"empty file"),
     "truncated": (lambda p: _write(p / "t.onnx", TINY.read_bytes()[:7000]), r"not an ONNX model"),
@@ -164,3 +164,9 @@ def test_console_script_error_has_no_traceback(tmp_path):
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"hwgen: error: {tmp_path / 'missing.onnx'}: no such file"]
+
+
+def test_report_of_a_compile_output(tmp_path, capsys):
+    run_cli(capsys, "compile", TINY, "-o", tmp_path / "out")
+    code, out, _ = run_cli(capsys, "report", tmp_path / "out")
+    assert code == 0 and out == (tmp_path / "out" / "report.txt").read_text()
