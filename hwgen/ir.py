@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -593,7 +593,3 @@ def verify(graph: Graph) -> Graph:
             _fail(None, f"graph output {name!r} is never computed")
     return graph
 
-
-def node_fields(node: Node) -> dict:
-    """The op-specific fields of a node (for serialisation)."""
-    return {f.name: getattr(node, f.name) for f in fields(node) if f.name not in ("name", "inputs", "outputs")}

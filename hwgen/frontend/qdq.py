@@ -184,6 +184,19 @@ def matmul(ctx: Importer, node: onnx.NodeProto) -> None:
 # -- pools and elementwise -----------------------------------------------------------------
 
 
+def _exact_then_rescale(ctx: Importer, node: onnx.NodeProto, v: Deq, x: Act, build) -> Pending:
+    """An op that only moves integers (max, reshape) on a dequantized input: `build(name)` makes it
+    exactly on x; a QuantizeLinear with other parameters or a clamp adds a Requantize after it."""
+
+    def emit(out: OutQuant, name: str) -> Act:
+        if out.same_as(x.tensor) and not out.clamps:
+            return build(name)
+        return ctx.builder.requantize(f"{node.name}/requant", build(f"{name}/exact"), v.scale, out=out,
+                                      out_name=name)
+
+    return Pending(node, emit)
+
+
 def maxpool(ctx: Importer, node: onnx.NodeProto) -> None:
     if len(node.output) > 1 and node.output[1]:
         ctx.fail(node, "the Indices output is not supported")
@@ -197,18 +210,8 @@ def maxpool(ctx: Importer, node: onnx.NodeProto) -> None:
         return ctx.builder.maxpool(node.name, x, kernel=kernel, stride=stride, dilation=dilation, pads=pads,
                                    out_name=name)
 
-    if isinstance(v, Act):
-        ctx.set(node, pool(node.output[0]))
-        return
-
-    def emit(out: OutQuant, name: str) -> Act:
-        if out.same_as(x.tensor) and not out.clamps:
-            return pool(name)
-        # max commutes with the monotone requantization: pool exactly, then rescale
-        return ctx.builder.requantize(f"{node.name}/requant", pool(f"{name}/max"), v.scale, out=out,
-                                      out_name=name)
-
-    ctx.set(node, Pending(node, emit))
+    # max commutes with the monotone requantization: pool exactly, then rescale if the Q differs
+    ctx.set(node, pool(node.output[0]) if isinstance(v, Act) else _exact_then_rescale(ctx, node, v, x, pool))
 
 
 def average_pool(ctx: Importer, node: onnx.NodeProto) -> None:
@@ -332,16 +335,7 @@ def reshape(ctx: Importer, node: onnx.NodeProto) -> None:
             return Act(x.tensor, tuple(shape), chw)
         return ctx.builder.reshape(node.name, x, ir_shape=ir_shape, onnx_shape=shape, chw=chw, out_name=name)
 
-    if isinstance(v, Act):
-        ctx.set(node, view(node.output[0]))
-        return
-
-    def emit(out: OutQuant, name: str) -> Act:
-        if out.same_as(x.tensor) and not out.clamps:
-            return view(name)
-        return ctx.builder.requantize(f"{node.name}/requant", view(f"{name}/view"), v.scale, out=out, out_name=name)
-
-    ctx.set(node, Pending(node, emit))
+    ctx.set(node, view(node.output[0]) if isinstance(v, Act) else _exact_then_rescale(ctx, node, v, x, view))
 
 
 def identity(ctx: Importer, node: onnx.NodeProto) -> None:

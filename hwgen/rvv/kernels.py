@@ -1,0 +1,175 @@
+"""Kernel variants: which C kernel functions a model needs, and the names the template uses.
+
+A variant is one kernel function in the generated kernels.h, specialised at render
+time for its element types, accumulator LMUL, pixel tile and rounding mode (vxrm
+must be a compile-time constant in the intrinsics). Layers that agree on all of
+these share one function; their shapes are compile-time constants of the layer
+function that inlines it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from .types import CType, vsuffix, vtype
+
+__all__ = ["Variant", "StoreHelper", "LoadHelper", "acc_lmul", "conv_tile", "depthwise_tile", "e8_lmul",
+           "helpers_for"]
+
+#: The V extension guarantees VLEN >= 128, so one register holds at least 4 int32 lanes.
+VLEN_MIN = 128
+
+#: Pixels per tile of the convolution kernels, by accumulator LMUL: as many int32
+#: accumulator groups as fit beside the weight vector and the requantization
+#: temporaries in 32 vector registers.
+_CONV_TILE = {1: 8, 2: 8, 4: 4, 8: 3}
+_DEPTHWISE_TILE = {1: 8, 2: 6, 4: 3, 8: 2}
+
+
+def acc_lmul(channels: int) -> int:
+    """The smallest LMUL whose int32 group covers `channels` lanes at VLEN 128 (at most 8)."""
+    for lmul in (1, 2, 4):
+        if channels <= lmul * VLEN_MIN // 32:
+            return lmul
+    return 8
+
+
+def e8_lmul(channels: int) -> int:
+    """Like acc_lmul, for kernels that work on 8-bit lanes only (max pooling, copies)."""
+    for lmul in (1, 2, 4):
+        if channels <= lmul * VLEN_MIN // 8:
+            return lmul
+    return 8
+
+
+def conv_tile(lmul: int, width: int) -> int:
+    return max(1, min(_CONV_TILE[lmul], width))
+
+
+def depthwise_tile(lmul: int, width: int) -> int:
+    return max(1, min(_DEPTHWISE_TILE[lmul], width))
+
+
+@dataclass(frozen=True, order=True)
+class Variant:
+    """One kernel function.
+
+    kind: conv | depthwise | maxpool | avgpool | global_avgpool | add | requantize | copy.
+    lmul: of the int32 accumulators, or of the 8-bit lanes for maxpool and copy.
+    rounding: rne | rnu, or raw to store the int32 accumulators (no requantization).
+    """
+
+    kind: str
+    x: CType | None = None
+    y: CType | None = None
+    lmul: int = 1
+    tile: int = 1
+    rounding: str = "rne"
+    x2: CType | None = None  # the second operand of add
+
+    @property
+    def name(self) -> str:
+        types = "_".join(t.short for t in (self.x, self.x2, self.y) if t is not None)
+        tile = f"_t{self.tile}" if self.tile > 1 else ""
+        rounding = f"_{self.rounding}" if self.kind not in ("maxpool", "copy") else ""
+        return f"hwgen_{self.kind}_{types}_m{self.lmul}{tile}{rounding}"
+
+    @property
+    def raw(self) -> bool:
+        return self.rounding == "raw"
+
+    @property
+    def base_sew(self) -> int:
+        return 8 if self.kind in ("maxpool", "copy") else 32
+
+    def lanes(self, sew: int) -> Fraction:
+        return Fraction(self.lmul * sew, self.base_sew)
+
+    def sfx(self, sew: int, signed: bool = True) -> str:
+        """Intrinsic suffix of SEW-bit lanes as many as this kernel's vectors: 'i16m4'."""
+        return vsuffix(sew, signed, self.lanes(sew))
+
+    def vt(self, sew: int, signed: bool = True) -> str:
+        return vtype(sew, signed, self.lanes(sew))
+
+    @property
+    def store(self) -> StoreHelper:
+        return StoreHelper(self.y, self.lmul, self.rounding)
+
+    def load(self, x: CType, sew: int) -> LoadHelper:
+        return LoadHelper(x, sew, self.lmul)
+
+    @property
+    def vxrm(self) -> str:
+        return "__RISCV_VXRM_RNU" if self.rounding == "rnu" else "__RISCV_VXRM_RNE"
+
+
+@dataclass(frozen=True, order=True)
+class StoreHelper:
+    """Requantize int32 lanes of LMUL `lmul` and store them as `y` (or store them raw)."""
+
+    y: CType
+    lmul: int
+    rounding: str
+
+    @property
+    def name(self) -> str:
+        if self.rounding == "raw":
+            return f"hwgen_store_raw_m{self.lmul}"
+        return f"hwgen_store_{self.y.short}_m{self.lmul}_{self.rounding}"
+
+    @property
+    def half(self) -> StoreHelper:
+        return StoreHelper(self.y, self.lmul // 2, self.rounding)
+
+    def sfx(self, sew: int, signed: bool = True) -> str:
+        return vsuffix(sew, signed, Fraction(self.lmul * sew, 32))
+
+    def vt(self, sew: int, signed: bool = True) -> str:
+        return vtype(sew, signed, Fraction(self.lmul * sew, 32))
+
+    @property
+    def vxrm(self) -> str:
+        return "__RISCV_VXRM_RNU" if self.rounding == "rnu" else "__RISCV_VXRM_RNE"
+
+    @property
+    def narrowing(self) -> tuple[int, ...]:
+        """The lane widths requantized int32 lanes narrow through: (16, 8) for 8-bit outputs."""
+        return tuple(b for b in (16, 8) if b >= self.y.bits)
+
+
+@dataclass(frozen=True, order=True)
+class LoadHelper:
+    """Load 8-bit activations widened to `sew`-bit signed lanes matching int32 accumulators of `lmul`."""
+
+    x: CType
+    sew: int  # 16 or 32
+    lmul: int
+
+    @property
+    def name(self) -> str:
+        return f"hwgen_load_{self.x.short}_as_i{self.sew}_m{self.lmul}"
+
+    def sfx(self, sew: int, signed: bool = True) -> str:
+        return vsuffix(sew, signed, Fraction(self.lmul * sew, 32))
+
+    def vt(self, sew: int, signed: bool = True) -> str:
+        return vtype(sew, signed, Fraction(self.lmul * sew, 32))
+
+
+def helpers_for(variants) -> tuple[list[LoadHelper], list[StoreHelper]]:
+    """The load and store helpers the variants call, each once, in a stable order."""
+    loads, stores = set(), set()
+    for v in variants:
+        if v.kind == "depthwise":
+            loads.add(v.load(v.x, 16))
+        elif v.kind in ("avgpool", "global_avgpool", "requantize"):
+            loads.add(v.load(v.x, 32))
+        elif v.kind == "add":
+            loads.update((v.load(v.x, 32), v.load(v.x2, 32)))
+        if v.kind not in ("maxpool", "copy"):
+            stores.add(v.store)
+            if v.store.lmul == 8 and not v.raw:
+                stores.add(v.store.half)
+    return sorted(loads), sorted(stores, key=lambda s: (s.lmul, s.y, s.rounding))
