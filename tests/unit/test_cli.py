@@ -170,3 +170,18 @@ def test_report_of_a_compile_output(tmp_path, capsys):
     run_cli(capsys, "compile", TINY, "-o", tmp_path / "out")
     code, out, _ = run_cli(capsys, "report", tmp_path / "out")
     assert code == 0 and out == (tmp_path / "out" / "report.txt").read_text()
+
+
+def test_run_a_two_input_model_from_npz(tmp_path, capsys):
+    b = GraphBuilder()
+    y = b.qdq(b.node("Add", [b.qdq("a", Q(0.02, 3)), b.qdq("b", Q(0.05, -4))]), Q(0.06, 1))
+    model = _save(b.model([("a", [1, 2, 3, 3]), ("b", [1, 2, 3, 3])], y), tmp_path / "add.onnx")
+    rng = np.random.default_rng(0)
+    a, c = (rng.uniform(-1, 1, size=(4, 2, 3, 3)).astype(np.float32) for _ in range(2))
+    np.savez(tmp_path / "x.npz", a=a, b=c)
+    code, _, err = run_cli(capsys, "run", model, "--input", tmp_path / "x.npz", "--output", tmp_path / "y.npy")
+    assert code == 0, err
+    assert np.abs(np.load(tmp_path / "y.npy") - (a + c)).max() <= 0.06 / 2 + 0.05 / 2 + 0.02 / 2 + 1e-6
+    np.save(tmp_path / "a.npy", a)
+    code, _, err = run_cli(capsys, "run", model, "--input", tmp_path / "a.npy")
+    assert code == 2 and "the model has 2 inputs; pass an .npz with arrays named 'a', 'b'" in err
