@@ -184,17 +184,11 @@ def matmul(ctx: Importer, node: onnx.NodeProto) -> None:
 # -- pools and elementwise -----------------------------------------------------------------
 
 
-def _exact_then_rescale(ctx: Importer, node: onnx.NodeProto, v: Deq, x: Act, build) -> Pending:
-    """An op that only moves integers (max, reshape) on a dequantized input: `build(name)` makes it
-    exactly on x; a QuantizeLinear with other parameters or a clamp adds a Requantize after it."""
-
-    def emit(out: OutQuant, name: str) -> Act:
-        if out.same_as(x.tensor) and not out.clamps:
-            return build(name)
-        return ctx.builder.requantize(f"{node.name}/requant", build(f"{name}/exact"), v.scale, out=out,
-                                      out_name=name)
-
-    return Pending(node, emit)
+def _exact(ctx: Importer, node: onnx.NodeProto, v, build) -> None:
+    """Ops that only move integers (max, reshape) run exactly on the integer tensor; on a
+    dequantized input their result is the dequantization of that, on the same grid."""
+    act = build(node.output[0])
+    ctx.set(node, Deq(act, v.scale) if isinstance(v, Deq) else act)
 
 
 def maxpool(ctx: Importer, node: onnx.NodeProto) -> None:
@@ -210,8 +204,7 @@ def maxpool(ctx: Importer, node: onnx.NodeProto) -> None:
         return ctx.builder.maxpool(node.name, x, kernel=kernel, stride=stride, dilation=dilation, pads=pads,
                                    out_name=name)
 
-    # max commutes with the monotone requantization: pool exactly, then rescale if the Q differs
-    ctx.set(node, pool(node.output[0]) if isinstance(v, Act) else _exact_then_rescale(ctx, node, v, x, pool))
+    _exact(ctx, node, v, pool)
 
 
 def average_pool(ctx: Importer, node: onnx.NodeProto) -> None:
@@ -335,7 +328,7 @@ def reshape(ctx: Importer, node: onnx.NodeProto) -> None:
             return Act(x.tensor, tuple(shape), chw)
         return ctx.builder.reshape(node.name, x, ir_shape=ir_shape, onnx_shape=shape, chw=chw, out_name=name)
 
-    ctx.set(node, view(node.output[0]) if isinstance(v, Act) else _exact_then_rescale(ctx, node, v, x, view))
+    _exact(ctx, node, v, view)
 
 
 def identity(ctx: Importer, node: onnx.NodeProto) -> None:
