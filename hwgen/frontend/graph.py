@@ -9,6 +9,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import UnsupportedModelError
+from ..fixed import IntType
 from ..ir import HostTail
 
 
@@ -22,6 +23,7 @@ class InputQuant:
     zero_point: np.ndarray
     axis: int
     block_size: int = 0
+    itype: IntType | None = None  # narrower than the container type (QONNX bit widths)
 
 
 @dataclass

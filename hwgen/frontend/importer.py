@@ -10,6 +10,7 @@ from ..fixed import IntType
 from ..ir import Graph, HostQuantize, InputPort, Layout, OutputPort
 from .graph import OnnxGraph
 from .lower import Act, Builder, LoweringConfig, ir_shape_of
+from .onnx_passes import add_output_dequantize
 from .values import Const, Deq, Pending, QConst, Value
 
 
@@ -117,7 +118,7 @@ class Importer:
     # -- the walk -----------------------------------------------------------------------
 
     def run(self) -> Graph:
-        from .handlers import HANDLERS, REFUSALS
+        from .handlers import DOMAINS, HANDLERS, REFUSALS
 
         for node in self.g.nodes:  # ops refused outright explain the model's problem best
             if node.op_type in REFUSALS:
@@ -127,7 +128,7 @@ class Importer:
         input_ports = [self._input(name) for name in self.g.inputs]
         for node in self.g.nodes:
             known = {**HANDLERS, **REFUSALS}
-            handler = known.get(node.op_type) if node.domain in ("", "ai.onnx", "com.microsoft") else None
+            handler = known.get(node.op_type) if node.domain in DOMAINS else None
             if handler is None:
                 self.fail(node, f"unsupported op{'' if not node.domain else f' (domain {node.domain})'}; "
                                 f"hwgen supports {', '.join(sorted(HANDLERS))}")
@@ -162,7 +163,7 @@ class Importer:
                                         "is not quantized (quantize it with onnxruntime.quantization."
                                         "quantize_static)")
         ir_shape, chw = ir_shape_of(shape, f"graph input {name!r}")
-        itype = IntType.from_numpy(dtype)
+        itype = quant.itype if quant is not None and quant.itype is not None else IntType.from_numpy(dtype)
         if quant is not None:
             zp = np.asarray(quant.zero_point, dtype=np.int64).reshape(-1)
             t = self.builder.tensor(name, ir_shape, itype, int(zp[0]), np.reshape(quant.scale, -1))
@@ -180,6 +181,8 @@ class Importer:
 
     def _output(self, name: str) -> OutputPort:
         v = self.values.get(name)
+        if isinstance(v, Pending) and v.acc_scale is not None and np.isinf(v.lo) and np.isinf(v.hi):
+            return self._dequantized_accumulator(name, v)
         if isinstance(v, Pending):
             raise UnsupportedModelError(f"graph output {name!r} is the float result of node {v.node.name!r} "
                                         f"({v.node.op_type}) with no QuantizeLinear after it")
@@ -191,6 +194,16 @@ class Importer:
         layout = Layout(tuple(shape), v.tensor.shape, len(shape) >= 2 and shape[0] == 1, v.chw)
         dtype = self.g.dtypes.get(name) or v.tensor.dtype.numpy_dtype()
         return OutputPort(name, str(np.dtype(dtype)), layout, v.name)
+
+
+    def _dequantized_accumulator(self, name: str, v: Pending) -> OutputPort:
+        """The last layer's float output: the core outputs its accumulator, the host dequantizes."""
+        acc = v.emit(None, f"{name}_accumulator")
+        shape = acc.onnx_shape
+        self.g.tail = add_output_dequantize(self.g, acc.name, name, np.broadcast_to(v.acc_scale, acc.tensor.shape[-1:]),
+                                            len(shape), self.g.dtypes.get(name, np.dtype(np.float32)))
+        layout = Layout(tuple(shape), acc.tensor.shape, len(shape) >= 2 and shape[0] == 1, acc.chw)
+        return OutputPort(acc.name, "int32", layout, acc.name)
 
 
 def import_graph(graph: OnnxGraph, config: LoweringConfig) -> Graph:

@@ -201,46 +201,84 @@ def fold_bias_add(graph: OnnxGraph) -> OnnxGraph:
 
 
 def strip_input_quantize(graph: OnnxGraph) -> OnnxGraph:
-    """A float input consumed only by QuantizeLinear becomes an integer input; the host quantizes."""
+    """A float input consumed only by QuantizeLinear (or QONNX Quant) becomes an integer input; the
+    host quantizes it."""
+    from .qonnx import QONNX_DOMAINS
+
     for name in list(graph.inputs):
         dtype = graph.dtypes.get(name)
         if dtype is None or dtype.kind != "f":
             continue
         consumers = graph.consumers(name)
-        if not consumers or any(c.op_type != "QuantizeLinear" for c in consumers):
-            continue  # the importer reports the float use with the node's name
-        first = consumers[0]
-        if not all(graph.is_const(i) for i in first.input[1:] if i):
-            raise UnsupportedModelError("input quantization parameters must be constant",
-                                        node=first.name, op=first.op_type)
-        params = [list(c.input[1:]) for c in consumers]
-        scale = graph.initializers[first.input[1]]
-        zp = graph.initializers[first.input[2]] if len(first.input) > 2 and first.input[2] else None
-        if zp is None:  # QuantizeLinear's output type then is output_dtype, or uint8
-            out_type = attribute(first, "output_dtype", onnx.TensorProto.UINT8) or onnx.TensorProto.UINT8
-            zp = np.zeros((), dtype=helper.tensor_dtype_to_np_dtype(out_type))
-        for c in consumers[1:]:
-            same = all(np.array_equal(graph.initializers.get(a), graph.initializers.get(b))
-                       for a, b in zip(params[0], list(c.input[1:])))
-            if not same:
-                raise UnsupportedModelError(f"input {name!r} is quantized twice with different parameters",
-                                            node=c.name, op=c.op_type)
-            graph.rename_uses(c.output[0], first.output[0])
-            graph.nodes.remove(c)
-        if np.asarray(zp).dtype.name not in ("int8", "uint8", "int16", "uint16", "int32", "uint32"):
-            raise UnsupportedModelError(f"quantizes to {np.asarray(zp).dtype}; hwgen quantizes to 8, 16 or 32-bit "
-                                        "integers", node=first.name, op=first.op_type)
-        q_out = first.output[0]
-        graph.nodes.remove(first)
-        graph.inputs[graph.inputs.index(name)] = q_out
-        graph.shapes[q_out] = graph.shapes[name]
-        graph.dtypes[q_out] = np.asarray(zp).dtype
-        axis = attribute(first, "axis", 1)
-        if np.asarray(zp).shape != np.shape(scale):
-            zp = np.broadcast_to(zp, np.shape(scale))
-        graph.input_quant[q_out] = InputQuant(name, str(dtype), scale, np.asarray(zp), axis,
-                                              attribute(first, "block_size", 0))
+        if not consumers:
+            continue
+        if all(c.op_type == "QuantizeLinear" for c in consumers):
+            _strip_quantize_linear(graph, name, consumers)
+        elif all(c.op_type == "Quant" and c.domain in QONNX_DOMAINS for c in consumers):
+            _strip_qonnx_quant(graph, name, consumers)
+        # otherwise the importer reports the float use with the node's name
     return graph
+
+
+def _merge_same_quantizers(graph: OnnxGraph, name: str, consumers: list[onnx.NodeProto]) -> onnx.NodeProto:
+    """One quantizer for the input: the others must have the same parameters and are replaced by it."""
+    first = consumers[0]
+    if not all(graph.is_const(i) for i in first.input[1:] if i):
+        raise UnsupportedModelError("input quantization parameters must be constant", node=first.name,
+                                    op=first.op_type)
+    for c in consumers[1:]:
+        same = all(np.array_equal(graph.initializers.get(a), graph.initializers.get(b))
+                   for a, b in zip(first.input[1:], c.input[1:])) and list(c.attribute) == list(first.attribute)
+        if not same:
+            raise UnsupportedModelError(f"input {name!r} is quantized twice with different parameters",
+                                        node=c.name, op=c.op_type)
+        graph.rename_uses(c.output[0], first.output[0])
+        graph.nodes.remove(c)
+    return first
+
+
+def _strip_quantize_linear(graph: OnnxGraph, name: str, consumers: list[onnx.NodeProto]) -> None:
+    first = _merge_same_quantizers(graph, name, consumers)
+    scale = graph.initializers[first.input[1]]
+    zp = graph.initializers[first.input[2]] if len(first.input) > 2 and first.input[2] else None
+    if zp is None:  # QuantizeLinear's output type then is output_dtype, or uint8
+        out_type = attribute(first, "output_dtype", onnx.TensorProto.UINT8) or onnx.TensorProto.UINT8
+        zp = np.zeros((), dtype=helper.tensor_dtype_to_np_dtype(out_type))
+    if np.asarray(zp).dtype.name not in ("int8", "uint8", "int16", "uint16", "int32", "uint32"):
+        raise UnsupportedModelError(f"quantizes to {np.asarray(zp).dtype}; hwgen quantizes to 8, 16 or 32-bit "
+                                    "integers", node=first.name, op=first.op_type)
+    q_out = first.output[0]
+    graph.nodes.remove(first)
+    graph.inputs[graph.inputs.index(name)] = q_out
+    graph.shapes[q_out] = graph.shapes[name]
+    graph.dtypes[q_out] = np.asarray(zp).dtype
+    if np.asarray(zp).shape != np.shape(scale):
+        zp = np.broadcast_to(zp, np.shape(scale))
+    graph.input_quant[q_out] = InputQuant(name, str(graph.dtypes[name]), scale, np.asarray(zp),
+                                          attribute(first, "axis", 1), attribute(first, "block_size", 0))
+
+
+def _strip_qonnx_quant(graph: OnnxGraph, name: str, consumers: list[onnx.NodeProto]) -> None:
+    """Quant(x) = DQ(Q(x)): the host does Q; a DequantizeLinear of the new integer input stays."""
+    from .qonnx import quant_spec
+
+    first = _merge_same_quantizers(graph, name, consumers)
+    spec = quant_spec(first, lambda i: graph.initializers.get(first.input[i]) if i < len(first.input) else None)
+    if spec.narrow or spec.scale.size != 1 or spec.zero_point.size != 1:
+        raise UnsupportedModelError("hwgen quantizes inputs per tensor without narrow range", node=first.name,
+                                    op=first.op_type)
+    container = spec.itype.numpy_dtype()
+    q_in = f"{first.output[0]}_quantized"
+    scale_name, zp_name = f"{q_in}_scale", f"{q_in}_zero_point"
+    graph.initializers[scale_name] = spec.scale.astype(np.float32).reshape(())
+    graph.initializers[zp_name] = spec.zero_point.astype(container).reshape(())
+    dq = helper.make_node("DequantizeLinear", [q_in, scale_name, zp_name], [first.output[0]], name=first.name)
+    graph.nodes[graph.nodes.index(first)] = dq
+    graph.inputs[graph.inputs.index(name)] = q_in
+    graph.shapes[q_in] = graph.shapes[name]
+    graph.dtypes[q_in] = container
+    graph.input_quant[q_in] = InputQuant(name, str(graph.dtypes[name]), graph.initializers[scale_name],
+                                         graph.initializers[zp_name], 1, 0, spec.itype)
 
 
 def split_host_tail(graph: OnnxGraph) -> OnnxGraph:
@@ -288,6 +326,27 @@ def split_host_tail(graph: OnnxGraph) -> OnnxGraph:
     graph.tail = HostTail(model.SerializeToString(), tuple(n.op_type for n in tail), tuple(tail_outputs))
     log.info("host tail: %s", " -> ".join(n.op_type for n in tail))
     return graph
+
+
+def add_output_dequantize(graph: OnnxGraph, acc: str, output: str, scale: np.ndarray, rank: int,
+                          dtype: np.dtype) -> HostTail:
+    """The host tail, extended by DequantizeLinear(acc) -> output, per channel (axis 1, or 0 for a vector)."""
+    if graph.tail is not None:
+        model = onnx.load_model_from_string(graph.tail.model)
+    else:
+        model = helper.make_model(helper.make_graph([], "host_tail", [], []), opset_imports=graph.opset_imports,
+                                  ir_version=graph.ir_version)
+    g = model.graph
+    scale_name, zp_name = f"{acc}_scale", f"{acc}_zero_point"
+    g.initializer.extend([numpy_helper.from_array(np.asarray(scale, dtype=np.float32), scale_name),
+                          numpy_helper.from_array(np.zeros(len(scale), dtype=np.int32), zp_name)])
+    g.node.append(helper.make_node("DequantizeLinear", [acc, scale_name, zp_name], [output],
+                                   axis=1 if rank >= 2 else 0))
+    g.input.append(helper.make_tensor_value_info(acc, onnx.TensorProto.INT32, None))
+    g.output.append(helper.make_tensor_value_info(output, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None))
+    ops = (graph.tail.ops if graph.tail else ()) + ("DequantizeLinear",)
+    outputs = (graph.tail.outputs if graph.tail else ()) + (output,)
+    return HostTail(model.SerializeToString(), ops, outputs)
 
 
 #: The pre-import pipeline, in order.

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import onnx
 
-from ..fixed import IntType
+from ..fixed import IntType, type_for_range
 from .attrs import pool_geometry, window_geometry
 from .graph import attribute
 from .importer import Importer
@@ -81,6 +81,15 @@ def quantize_linear(ctx: Importer, node: onnx.NodeProto) -> None:
 
 def _clamp(ctx: Importer, node: onnx.NodeProto, lo: float, hi: float) -> None:
     v = ctx.value(node, 0)
+    if isinstance(v, Act):  # Clip of a QuantizeLinear's integers (QCDQ): a narrower integer type
+        t = v.tensor
+        lo, hi = max(t.dtype.lo, math.ceil(lo)), min(t.dtype.hi, math.floor(hi))
+        if lo > hi:
+            ctx.fail(node, f"clips to the empty range [{lo}, {hi}]")
+        narrow = type_for_range(min(lo, t.zero_point), max(hi, t.zero_point))
+        out = OutQuant(narrow, t.scale[0], t.zero_point, lo, hi)
+        ctx.set(node, ctx.builder.requantize(node.name, v, t.scale[0], out=out, out_name=node.output[0]))
+        return
     if isinstance(v, Pending):
         ctx.set(node, dataclasses.replace(v, lo=max(v.lo, lo), hi=min(v.hi, hi)))
         return
@@ -145,7 +154,7 @@ def conv(ctx: Importer, node: onnx.NodeProto) -> None:
                                 stride=stride, dilation=dilation, pads=pads, groups=attribute(node, "group", 1),
                                 out=out, out_name=name, op=node.op_type)
 
-    ctx.set(node, Pending(node, emit))
+    ctx.set(node, Pending(node, emit, acc_scale=x.scale * w_scale.astype(np.float64)))
 
 
 def _dense(ctx: Importer, node: onnx.NodeProto, x: Deq, w: QConst, transposed: bool, alpha: float,
@@ -167,7 +176,7 @@ def _dense(ctx: Importer, node: onnx.NodeProto, x: Deq, w: QConst, transposed: b
                                  bias_scale if bias_scale is None else bias_scale * alpha,
                                  out=out, out_name=name, op=node.op_type)
 
-    ctx.set(node, Pending(node, emit))
+    ctx.set(node, Pending(node, emit, acc_scale=x.scale * w_scale.astype(np.float64) * alpha))
 
 
 def gemm(ctx: Importer, node: onnx.NodeProto) -> None:

@@ -42,13 +42,16 @@ class Pending:
     """A float op on dequantized values, waiting for the QuantizeLinear that fixes its output.
 
     `emit(out, name)` builds the IR node(s) once the output quantization is known;
-    Relu and Clip narrow [lo, hi], the real interval the output is clamped to.
+    Relu and Clip narrow [lo, hi], the real interval the output is clamped to. A
+    multiply-accumulate op whose float result is a graph output (QONNX leaves the last
+    layer unquantized) emits its raw accumulator, of real scale `acc_scale` per channel.
     """
 
     node: onnx.NodeProto
-    emit: Callable[[OutQuant, str], Act]
+    emit: Callable[[OutQuant | None, str], Act]
     lo: float = -math.inf
     hi: float = math.inf
+    acc_scale: np.ndarray | None = None  # multiply-accumulate ops: emit(None) outputs the raw accumulator
 
 
 Value = Act | Deq | QConst | Const | Pending

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..ir import Graph, verify
 from .accumulators import assign_accumulators
 from .channels import remove_constant_channels, remove_unused_channels
+from .clamps import fold_clamps
 
 __all__ = ["PIPELINE", "run_passes"]
 
 PIPELINE = (
+    fold_clamps,               # a standalone clamp (QCDQ's Clip) narrows the requantization before it
     remove_constant_channels,  # all-zero filters: fold their constant output into consumers
     remove_unused_channels,    # outputs no consumer reads: drop them (cascades upstream)
     assign_accumulators,       # narrowest accumulators for what is left

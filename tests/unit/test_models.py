@@ -118,3 +118,40 @@ def test_onnx_node_test(test, op):
     # exact: the integer ops are exact, and the requantizing ones are exact on these small cases
     assert out.dtype == expected.dtype
     assert np.array_equal(out, expected)
+
+
+# -- Brevitas (quantization-aware trained, 4-bit and ternary) ---------------------------------------
+
+BREVITAS = DIGITS.parent / "brevitas"
+
+
+@pytest.mark.parametrize("name", ["w4a4", "ternary", "w4a4_unstruct50"])
+@pytest.mark.parametrize("form", ["qonnx_ts_clean", "qcdq_ts"])
+def test_brevitas_models_recover_brevitas_own_accumulators(name, form):
+    """The last layer is unquantized: hwgen outputs its integer accumulator and the host scales it.
+    Brevitas' float32 logits divided by that scale must round to exactly hwgen's accumulators."""
+    data = np.load(BREVITAS / f"brevitas_{name}_torch_logits.npz")
+    graph = compile_model(BREVITAS / f"brevitas_{name}_{form}.onnx").graph
+    port = graph.input_ports[0]
+    from hwgen.golden import _quantize_host, run_graph
+
+    x = port.layout.to_ir(_quantize_host(data["X"], port.quantize, graph.tensor(port.tensor).dtype))
+    acc = run_graph(graph, {port.tensor: x})[graph.outputs[0]]
+    scale = onnx.numpy_helper.to_array(next(i for i in onnx.load_model_from_string(graph.tail.model).graph.initializer
+                                            if i.name.endswith("_scale")))
+    assert np.array_equal(acc, np.rint(data["logits"] / scale).astype(np.int64))
+    logits = next(iter(run_model(graph, {port.onnx_name: data["X"]}).values()))
+    assert np.mean(logits.argmax(axis=1) == data["y"]) == np.mean(data["logits"].argmax(axis=1) == data["y"])
+    activations = [graph.tensor(n.output).dtype for n in graph.nodes[:-1]]
+    assert all(str(t) == "u4" for t in activations)  # 4-bit activations stay 4-bit in the IR
+
+
+def test_brevitas_qcdq_matches_onnxruntime():
+    path = BREVITAS / "brevitas_w4a4_qcdq_ts.onnx"
+    data = np.load(BREVITAS / "brevitas_w4a4_torch_logits.npz")
+    graph = compile_model(path).graph
+    name = graph.input_ports[0].onnx_name
+    ours = next(iter(run_model(graph, {name: data["X"]}).values()))
+    theirs = ort_run(path, {name: data["X"]})[0]
+    assert np.array_equal(ours.argmax(axis=1), theirs.argmax(axis=1))
+    assert np.abs(ours - theirs).max() < 1e-4  # float32 sums of the same products, in another order

@@ -20,7 +20,7 @@ def _same_outputs(before, after, seed=0, n=8):
     t = before.tensor(before.inputs[0])
     x = rng.integers(t.dtype.lo, t.dtype.hi + 1, size=(n, *t.shape))
     a, b = run_graph(before, {before.inputs[0]: x}), run_graph(after, {after.inputs[0]: x})
-    return all(np.array_equal(a[k], b[k]) for k in before.outputs)
+    return all(np.array_equal(a[k], b[j]) for k, j in zip(before.outputs, after.outputs))
 
 
 def test_structurally_pruned_tinycnn_shrinks_and_computes_the_same(digits_images):
@@ -107,3 +107,15 @@ def test_graph_outputs_keep_their_channels():
     graph = import_onnx(b.model([("x", [1, 3, 1, 1])], b.qdq(y, Q(0.05, 1))))
     out = run_passes(graph)
     assert next(n for n in out.nodes if isinstance(n, Dense)).out_channels == 5
+
+
+def test_clips_of_quantized_integers_fold_into_the_requantization_before_them():
+    """QCDQ writes 4-bit activations as QuantizeLinear(uint8) -> Clip(0, 15): one narrowed requant."""
+    brevitas = DIGITS.parent / "brevitas"
+    qcdq = compile_model(brevitas / "brevitas_w4a4_qcdq_ts.onnx")
+    assert [n.op for n in qcdq.imported.nodes].count("Requantize") == 2
+    assert [n.op for n in qcdq.graph.nodes] == ["Conv2d", "Conv2d", "MaxPool", "Reshape", "Dense"]
+    assert [qcdq.graph.nodes[i].requant.hi for i in (0, 1)] == [15, 15]
+    assert _same_outputs(qcdq.imported, qcdq.graph)
+    qonnx = compile_model(brevitas / "brevitas_w4a4_qonnx_ts_clean.onnx").graph
+    assert _same_outputs(qonnx, qcdq.graph, n=16)
