@@ -167,10 +167,15 @@ def _report_output_dir(out: Path) -> int:
     if not (out / "report.txt").exists():
         raise InvalidOptionError(f"{out}: not a hwgen compile output (no report.txt)")
     print((out / "report.txt").read_text(), end="")
+    from .synth.cli import describe as describe_synth
+
     for name, module in backends.available().items():
         text = module.describe(out) if (out / name).is_dir() and hasattr(module, "describe") else None
         if text:
             print(f"\n== {name}\n{text}")
+    text = describe_synth(out) if (out / "synth").is_dir() else None
+    if text:
+        print(f"\n== synth\n{text}")
     return 0
 
 
@@ -219,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     for module in targets.values():
         if hasattr(module, "register_commands"):
             module.register_commands(sub)
+    from .synth.cli import register_commands as add_synth_commands  # yosys / nextpnr flow
+
+    add_synth_commands(sub)
     return parser
 
 
