@@ -14,8 +14,8 @@ from fractions import Fraction
 
 from .types import CType, vsuffix, vtype
 
-__all__ = ["Variant", "StoreHelper", "LoadHelper", "acc_lmul", "conv_tile", "depthwise_tile", "e8_lmul",
-           "helpers_for"]
+__all__ = ["Variant", "StoreHelper", "LoadHelper", "acc_lmul", "depthwise_lmul", "conv_tile", "depthwise_tile",
+           "e8_lmul", "helpers_for", "ROWS_MAX_CHANNELS", "ROWS_MAX_LANES", "DOT_MAX_OUTPUTS"]
 
 #: The V extension guarantees VLEN >= 128, so one register holds at least 4 int32 lanes.
 VLEN_MIN = 128
@@ -24,7 +24,7 @@ VLEN_MIN = 128
 #: accumulator groups as fit beside the weight vector and the requantization
 #: temporaries in 32 vector registers.
 _CONV_TILE = {1: 8, 2: 8, 4: 4, 8: 3}
-_DEPTHWISE_TILE = {1: 8, 2: 6, 4: 3, 8: 2}
+_DEPTHWISE_TILE = {1: 8, 2: 6, 4: 3}
 
 
 def acc_lmul(channels: int) -> int:
@@ -33,6 +33,22 @@ def acc_lmul(channels: int) -> int:
         if channels <= lmul * VLEN_MIN // 32:
             return lmul
     return 8
+
+
+def depthwise_lmul(channels: int) -> int:
+    """At most 4 for depthwise: wider tiles of LMUL 4 beat LMUL 8 (whose x, w and four-register
+    accumulators leave room for two pixels only) on person_detect."""
+    return min(4, acc_lmul(channels))
+
+
+#: Depthwise layers of at most this many channels (and stride 1) vectorize over pixels and channels
+#: together: channels alone would fill at most half of an LMUL 4 group at VLEN 128.
+ROWS_MAX_CHANNELS = 16
+#: The tables of that kernel cover this many lanes (LMUL 8 at VLEN 1024); wider machines use part.
+ROWS_MAX_LANES = 256
+#: A layer computing one pixel of at most this many outputs (a classifier) takes dot products over
+#: its inputs instead: vectorized over outputs it would fill at most one int32 register.
+DOT_MAX_OUTPUTS = 4
 
 
 def e8_lmul(channels: int) -> int:
@@ -55,7 +71,7 @@ def depthwise_tile(lmul: int, width: int) -> int:
 class Variant:
     """One kernel function.
 
-    kind: conv | depthwise | maxpool | avgpool | global_avgpool | add | requantize | copy.
+    kind: conv | depthwise | depthwise_rows | dot | maxpool | avgpool | global_avgpool | add | requantize | copy.
     lmul: of the int32 accumulators, or of the 8-bit lanes for maxpool and copy.
     rounding: rne | rnu, or raw to store the int32 accumulators (no requantization).
     """
@@ -92,6 +108,10 @@ class Variant:
 
     def vt(self, sew: int, signed: bool = True) -> str:
         return vtype(sew, signed, self.lanes(sew))
+
+    def lm(self, sew: int) -> str:
+        """The LMUL part of vsetvl's name for SEW-bit lanes: 'm8'."""
+        return self.sfx(sew)[len(str(sew)) + 1:]
 
     @property
     def store(self) -> StoreHelper:
@@ -162,13 +182,13 @@ def helpers_for(variants) -> tuple[list[LoadHelper], list[StoreHelper]]:
     """The load and store helpers the variants call, each once, in a stable order."""
     loads, stores = set(), set()
     for v in variants:
-        if v.kind == "depthwise":
+        if v.kind in ("depthwise", "depthwise_rows", "dot"):
             loads.add(v.load(v.x, 16))
         elif v.kind in ("avgpool", "global_avgpool", "requantize"):
             loads.add(v.load(v.x, 32))
         elif v.kind == "add":
             loads.update((v.load(v.x, 32), v.load(v.x2, 32)))
-        if v.kind not in ("maxpool", "copy"):
+        if v.kind not in ("maxpool", "copy", "dot"):  # dot requantizes scalars
             stores.add(v.store)
             if v.store.lmul == 8 and not v.raw:
                 stores.add(v.store.half)

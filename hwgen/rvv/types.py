@@ -16,12 +16,9 @@ from ..fixed import IntType
 __all__ = ["CType", "ctype_of", "vsuffix", "vtype"]
 
 
-@dataclass(frozen=True, order=True)
-class CType:
-    """The element type of a tensor buffer in the generated C."""
-
-    bits: int  # 8, 16 or 32
-    signed: bool
+@dataclass(frozen=True, slots=True, order=True, repr=False)
+class CType(IntType):
+    """The element type of a tensor buffer in the generated C: an IntType of 8, 16 or 32 bits."""
 
     @property
     def name(self) -> str:
@@ -29,19 +26,11 @@ class CType:
 
     @property
     def short(self) -> str:
-        return f"{'i' if self.signed else 'u'}{self.bits}"
+        return repr(self)
 
     @property
     def bytes(self) -> int:
         return self.bits // 8
-
-    @property
-    def lo(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
-
-    @property
-    def hi(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
 
     @property
     def numpy(self) -> str:
