@@ -104,3 +104,17 @@ def test_person_detect_on_images_and_random_inputs_at_every_vlen(path):
     compiled = compile_model(path)
     check_against_golden(compiled.graph, person_inputs(compiled, random_samples=8), vlens=VLENS,
                          generated=backend.generate_for(compiled), cache=True)
+
+
+BREVITAS = sorted((DIGITS.parent / "brevitas").glob("*.onnx"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", BREVITAS, ids=lambda p: p.stem)
+def test_brevitas_models_end_to_end_at_every_vlen(path):
+    """4-bit and ternary QONNX / QCDQ models, whose last layer outputs its raw accumulator."""
+    data = np.load(str(path).replace("_qonnx_ts_clean.onnx", "_torch_logits.npz").replace("_qcdq_ts.onnx",
+                                                                                         "_torch_logits.npz"))
+    compiled = compile_model(path)
+    check_model_against_golden(compiled.graph, {compiled.graph.input_ports[0].onnx_name: data["X"]}, vlens=VLENS,
+                               generated=backend.generate_for(compiled), cache=True)
