@@ -16,6 +16,7 @@ from . import __version__, backends, golden, irjson
 from .compiler import CompileOptions, Compiled, compile_model
 from .errors import HwgenError, InvalidOptionError
 from .fixed import MULTIPLIER_BITS, IntType, Rounding
+from .ir import Graph, InputPort
 
 log = logging.getLogger("hwgen")
 
@@ -85,8 +86,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 # -- hwgen run ---------------------------------------------------------------------------------
 
 
-def _load_inputs(path: Path, compiled: Compiled) -> dict[str, np.ndarray]:
-    ports = compiled.graph.input_ports
+def load_inputs(path: Path, graph: Graph) -> dict[str, np.ndarray]:
+    """The model inputs in an .npy (one input) or .npz (arrays named as the inputs), checked against
+    the ONNX model's input types and shapes."""
+    ports = graph.input_ports
     if not path.exists():
         raise InvalidOptionError(f"{path}: no such file")
     try:
@@ -104,11 +107,11 @@ def _load_inputs(path: Path, compiled: Compiled) -> dict[str, np.ndarray]:
     for port in ports:
         if port.onnx_name not in arrays:
             raise InvalidOptionError(f"{path}: no array named {port.onnx_name!r}")
-        feeds[port.onnx_name] = _check_input(arrays[port.onnx_name], port, compiled)
+        feeds[port.onnx_name] = _check_input(arrays[port.onnx_name], port)
     return feeds
 
 
-def _check_input(x: np.ndarray, port, compiled: Compiled) -> np.ndarray:
+def _check_input(x: np.ndarray, port: InputPort) -> np.ndarray:
     """The array as the model's input type; integers must fit, floats stay floats."""
     want = np.dtype(port.onnx_dtype)
     name = port.onnx_name
@@ -133,7 +136,7 @@ def _check_input(x: np.ndarray, port, compiled: Compiled) -> np.ndarray:
 
 def cmd_run(args: argparse.Namespace) -> int:
     compiled = compile_model(args.model, _options(args))
-    feeds = _load_inputs(args.input, compiled)
+    feeds = load_inputs(args.input, compiled.graph)
     core = None
     if args.backend != "golden":
         target = backends.backend({"rtl": "fpga", "rvv": "rvv"}[args.backend])

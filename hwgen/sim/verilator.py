@@ -62,7 +62,7 @@ ProgressCallback = Callable[[str], None]
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "verilator"
 HARNESS_TEMPLATE = "stream_harness.cpp.j2"
-ABI_VERSION = 1  # bump with any change to the C ABI of the harness
+ABI_VERSION = 2  # bump with any change to the C ABI of the harness
 
 VERILATOR_FLAGS = (
     "--cc", "--exe",
@@ -79,6 +79,9 @@ DEFAULT_MAX_CYCLES_PER_WORD = 1_000
 # Verilog port -> direction, for the ports the harness drives and reads.
 REQUIRED_PORTS = {"clk": "in", "rst": "in", "i__payload": "in", "i__valid": "in",
                   "i__ready": "out", "o__payload": "out", "o__valid": "out", "o__ready": "in"}
+
+# An optional output port the harness reads after a run (e.g. performance counters).
+PERF_PORT = "perf"
 
 # Status codes of hwgen_run, as in the harness.
 _OK, _TIMEOUT, _VALID_DROPPED, _PAYLOAD_CHANGED = 0, 1, 2, 3
@@ -250,6 +253,8 @@ def _declare_abi(lib: ctypes.CDLL) -> None:
         "hwgen_in_width": ([], u32),
         "hwgen_out_width": ([], u32),
         "hwgen_has_trace": ([], ctypes.c_int),
+        "hwgen_perf_width": ([], u32),
+        "hwgen_read_perf": ([ptr, ptr], None),
         "hwgen_create": ([], ptr),
         "hwgen_destroy": ([ptr], None),
         "hwgen_reset": ([ptr, u32], None),
@@ -289,6 +294,7 @@ class StreamModel:
         self.in_limbs = _limb_count(self.in_width)
         self.out_limbs = _limb_count(self.out_width)
         self.has_trace = bool(self._lib.hwgen_has_trace())
+        self.perf_width: int = self._lib.hwgen_perf_width()  # 0: the design has no `perf` port
         self._sim: int | None = self._lib.hwgen_create()
 
     def __repr__(self) -> str:
@@ -358,6 +364,14 @@ class StreamModel:
                                                    status.n_out, n_out, max_cycles),
                 result=result)
         return result
+
+    def perf(self) -> int:
+        """The value of the design's ``perf`` output port now (0 if it has none)."""
+        if not self.perf_width:
+            return 0
+        limbs = np.zeros((1, _limb_count(self.perf_width)), dtype=np.uint32)
+        self._lib.hwgen_read_perf(self._handle(), _pointer(limbs))
+        return int(from_limbs(limbs)[0])
 
     def close(self) -> None:
         if self._sim is not None:
@@ -478,7 +492,9 @@ def _check_ports(top: str, ports: dict[str, tuple[str, str, int]]) -> None:
         if "payload" not in name and ports[name][2] != 1:
             raise ValueError(f"Port {name!r} of {top!r} must be 1 bit wide, not "
                              f"{ports[name][2]}")
-    extra = sorted(set(ports) - set(REQUIRED_PORTS))
+    if PERF_PORT in ports and ports[PERF_PORT][0] != "out":
+        raise ValueError(f"Port {PERF_PORT!r} of {top!r} must be an output")
+    extra = sorted(set(ports) - set(REQUIRED_PORTS) - {PERF_PORT})
     if extra:
         logger.warning("%s: ports %s are not driven by the stream harness (held at 0)",
                        top, extra)
@@ -495,7 +511,9 @@ def _render_harness(top: str, ports: dict[str, tuple[str, str, int]], trace: boo
         in_limbs=_limb_count(in_width), out_limbs=_limb_count(out_width),
         ports={"i_payload": ports["i__payload"][1], "i_valid": ports["i__valid"][1],
                "i_ready": ports["i__ready"][1], "o_payload": ports["o__payload"][1],
-               "o_valid": ports["o__valid"][1], "o_ready": ports["o__ready"][1]})
+               "o_valid": ports["o__valid"][1], "o_ready": ports["o__ready"][1]},
+        perf=({"member": ports[PERF_PORT][1], "width": ports[PERF_PORT][2],
+               "limbs": _limb_count(ports[PERF_PORT][2])} if PERF_PORT in ports else None))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,277 @@
+"""The FPGA target: IR -> plan -> Amaranth accelerator -> Verilog, test bench and cycle report.
+
+A thin orchestrator: planning lives in `hwgen.fpga`, hardware in `hwgen.hdl`, simulation in
+`hwgen.sim.rtl`. `emit` writes OUT/fpga/:
+
+* `<top>.v`: the Verilog (Amaranth's builtin Yosys: the same model and options give the same text);
+* `manifest.json`: ports, data layout, the plan (engines, folds, lanes) and expected cycles;
+* `report.json`, `report.txt`: cycle accounting (modelled; measured too with --measure);
+* `accelerator.py`: the Amaranth top, importable into a user's design;
+* `test_accelerator.py`: `pytest OUT/fpga` re-verifies the Verilog against the golden model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .. import golden, irjson
+from ..compiler import Compiled
+from ..errors import InvalidOptionError, ToolchainError
+from ..fpga.folding import DEFAULT_MULTIPLIERS
+from ..fpga.manifest import load_plan, manifest
+from ..fpga.plan import Plan, make_plan
+from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
+from ..ir import Graph
+from ..names import comment
+
+__all__ = ["add_arguments", "emit", "run_core", "register_commands", "describe", "load_output", "build_accelerator"]
+
+log = logging.getLogger("hwgen.fpga")
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "fpga"
+MEASURE_SAMPLES = 4  # inferences back to back for --measure (the steady state shows from the second)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("FPGA target (--target fpga / --backend rtl)")
+    group.add_argument("--multipliers", dest="fpga_multipliers", type=int, default=argparse.SUPPRESS, metavar="N",
+                       help=f"multiplier budget the layers share, balanced so every engine takes about the same "
+                            f"cycles (default: {DEFAULT_MULTIPLIERS}, the iCE40 UP5K's DSPs)")
+    group.add_argument("--fold", dest="fpga_folds", action="append", default=argparse.SUPPRESS, metavar="LAYER=PE,SIMD",
+                       help="give LAYER (node name or identifier) its own engine of PE output channels x SIMD "
+                            "inputs in parallel (repeatable; PE must divide Cout, SIMD the fan-in K)")
+    group.add_argument("--measure", dest="fpga_measure", action="store_true",
+                       help="compile: also measure latency, interval and busy cycles in Verilator")
+
+
+# -- building blocks shared by emit, run_core, sim and the generated test bench ---------------
+
+
+def _plan(compiled_graph: Graph, args: argparse.Namespace) -> Plan:
+    return make_plan(compiled_graph, budget=getattr(args, "fpga_multipliers", None),
+                     folds=getattr(args, "fpga_folds", []))
+
+
+def to_verilog(graph: Graph, plan: Plan) -> str:
+    from amaranth.back import verilog
+
+    from ..hdl import Accelerator, Standalone
+
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"  # the bundled Yosys: reproducible text
+    return verilog.convert(Standalone(Accelerator(graph, plan)), name=plan.top, emit_src=False)
+
+
+def _stderr_progress(prefix: str):
+    def show(message: str) -> None:
+        print(f"hwgen: {prefix}: {message}", file=sys.stderr, flush=True)
+    return show
+
+
+def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace: bool = False, progress=None,
+                      cache_dir: Path | None = None):
+    from ..hdl import perf_counters
+    from ..sim.rtl import RtlAccelerator
+
+    x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    return RtlAccelerator.build(
+        verilog, plan.top, trace=trace, progress=progress, cache_dir=cache_dir, in_type=x.dtype,
+        in_lanes=plan.input_lanes,
+        in_shape=x.shape, out_type=y.dtype, out_lanes=plan.output_lanes, out_shape=y.shape,
+        counter_names=[f"{c.kind}:{c.name}" for c in perf_counters(plan)], expected_interval=plan.interval)
+
+
+@dataclass
+class Output:
+    """A compiled OUT directory, loaded: its IR, plan, report and (built on demand) accelerator."""
+
+    root: Path
+    graph: Graph
+    plan: Plan
+    manifest: dict
+    trace: bool = False
+    progress: object = None
+    _accelerator: object = None
+
+    @property
+    def fpga(self) -> Path:
+        return self.root / "fpga"
+
+    @property
+    def verilog(self) -> Path:
+        return self.fpga / self.manifest["verilog"]
+
+    @property
+    def accelerator(self):
+        if self._accelerator is None:
+            self._accelerator = build_accelerator(self.graph, self.plan, self.verilog.read_text(), trace=self.trace,
+                                                  progress=self.progress)
+        return self._accelerator
+
+
+def load_output(root: str | Path, *, trace: bool = False, progress=None) -> Output:
+    root = Path(root)
+    manifest_file = root / "fpga" / "manifest.json"
+    if not manifest_file.is_file():
+        raise InvalidOptionError(f"{root}: no fpga/manifest.json (compile with --target fpga)")
+    data = json.loads(manifest_file.read_text())
+    return Output(root, irjson.load(root / "ir.json"), load_plan(data), data, trace, progress)
+
+
+def _require_verilator() -> None:
+    if shutil.which("verilator") is None:
+        raise ToolchainError("verilator not found on PATH (install Debian's 'verilator' package, 5.006 or newer)")
+
+
+def measure(graph: Graph, accelerator, x: np.ndarray) -> tuple[Measured, dict[str, float], object]:
+    """Latency of one inference alone, then interval and busy cycles of `x` back to back.
+
+    (The timing does not depend on the data: every schedule is fixed at compile time.)
+    """
+    alone = accelerator.run(x[:1])
+    run = accelerator.run(x)
+    counters = {name: value / len(x) for name, value in run.counters.items()}
+    return Measured(len(x), alone.latency, run.interval, run.cycles_per_second), counters, run
+
+
+def _measure(graph: Graph, accelerator, report: CycleReport, samples: int = MEASURE_SAMPLES) -> CycleReport:
+    x = np.full((samples, *graph.tensor(graph.inputs[0]).shape), graph.tensor(graph.inputs[0]).zero_point)
+    measured, counters, _ = measure(graph, accelerator, x)
+    return report.with_measurement(measured, counters)
+
+
+# -- the backend protocol ----------------------------------------------------------------------
+
+
+def _render(template: str, **context) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return env.get_template(template).render(**context)
+
+
+def _class_name(top: str) -> str:
+    return "".join(part.capitalize() for part in top.split("_") if part) or "Accelerator"
+
+
+def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
+    from ..hdl import perf_counters
+    from ..hdl.accelerator import engine_programs
+
+    graph = compiled.graph
+    plan = _plan(graph, args)
+    verilog = to_verilog(graph, plan)
+    fpga = Path(out_dir) / "fpga"
+    fpga.mkdir(parents=True, exist_ok=True)
+    verilog_file = f"{plan.top}.v"
+    (fpga / verilog_file).write_text(verilog)
+    counters = perf_counters(plan)
+    version = importlib.metadata.version("amaranth")
+    (fpga / "manifest.json").write_text(json.dumps(manifest(graph, plan, counters, verilog_file, version),
+                                                   indent=1) + "\n")
+    report = cycle_report(graph, plan, engine_programs(graph, plan))
+    if getattr(args, "fpga_measure", False):
+        _require_verilator()
+        report = _measure(graph, build_accelerator(graph, plan, verilog, progress=_stderr_progress("fpga")), report)
+    _write_report(fpga, report)
+    x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    context = dict(
+        version=importlib.metadata.version("hwgen"), model_comment=comment(graph.name), top=plan.top,
+        class_name=_class_name(plan.top), verilog_file=verilog_file, fpga_dir="OUT/fpga",
+        in_desc=f"{x.dtype}{list(x.shape)}, {plan.input_lanes} per word",
+        out_desc=f"{y.dtype}{list(y.shape)}, {plan.output_lanes} per word",
+        seeds=[0, 1], batch=3)
+    (fpga / "accelerator.py").write_text(_render("accelerator.py.j2", **context))
+    (fpga / "test_accelerator.py").write_text(_render("test_accelerator.py.j2", **context))
+
+
+def _write_report(fpga: Path, report: CycleReport) -> None:
+    (fpga / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
+    (fpga / "report.txt").write_text(report.to_text() + "\n")
+
+
+def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, np.ndarray]:
+    _require_verilator()
+    graph = compiled.graph
+    plan = _plan(graph, args)
+    progress = _stderr_progress("rtl")
+    accelerator = build_accelerator(graph, plan, to_verilog(graph, plan), progress=progress)
+    run = accelerator.run(inputs[graph.inputs[0]], progress=progress)
+    _print_cycles(run, len(inputs[graph.inputs[0]]), plan)
+    return {graph.outputs[0]: run.outputs}
+
+
+def _print_cycles(run, samples: int, plan: Plan, prefix: str = "rtl") -> None:
+    interval = "" if run.interval is None else f", interval {run.interval:,.1f} cycles/inference"
+    print(f"hwgen: {prefix}: {samples} inference(s) in {run.cycles:,} cycles: first result after {run.latency:,} "
+          f"cycles{interval} (model: {plan.interval:,}); {run.cycles_per_second / 1e6:.1f} M cycles/s",
+          file=sys.stderr)
+
+
+# -- hwgen sim OUT ------------------------------------------------------------------------------
+
+
+def register_commands(subparsers) -> None:
+    p = subparsers.add_parser("sim", help="simulate a compiled FPGA accelerator in Verilator against the golden "
+                                          "model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", type=Path, metavar="OUT", help="a directory written by hwgen compile --target fpga")
+    p.add_argument("--input", type=Path, required=True, metavar="X.npy",
+                   help="input array (.npy) in the model's ONNX layout, or arrays named as its inputs (.npz)")
+    p.add_argument("--trace", type=Path, default=None, metavar="OUT.fst", help="write an FST waveform")
+    p.add_argument("--stall", type=float, default=0.0, metavar="P",
+                   help="stall both streams at random with probability P (0 <= P < 1)")
+    p.set_defaults(func=cmd_sim)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from ..cli import load_inputs  # the cli imports this module
+
+    if not 0.0 <= args.stall < 1.0:
+        raise InvalidOptionError(f"--stall must be in [0, 1), not {args.stall}")
+    _require_verilator()
+    progress = _stderr_progress("sim")
+    out = load_output(args.out, trace=args.trace is not None, progress=progress)
+    graph = out.graph
+    feeds = load_inputs(args.input, graph)
+    captured = {}
+
+    def core(inputs):
+        run = out.accelerator.run(inputs[graph.inputs[0]], stall_prob=args.stall, trace_path=args.trace,
+                                  progress=progress)
+        captured["run"], captured["inputs"] = run, inputs
+        return {graph.outputs[0]: run.outputs}
+
+    rtl = golden.run_model(graph, feeds, core=core)
+    run, inputs = captured["run"], captured["inputs"]
+    expected = golden.run_graph(graph, inputs)[graph.outputs[0]]
+    samples = len(inputs[graph.inputs[0]])
+    _print_cycles(run, samples, out.plan, "sim")
+    for name, y in rtl.items():
+        print(f"{name}: {np.array2string(y, threshold=64)}")
+    if not np.array_equal(run.outputs, expected):
+        bad = int(np.count_nonzero(run.outputs != expected))
+        print(f"hwgen: sim: MISMATCH: {bad} of {expected.size} outputs differ from the golden model", file=sys.stderr)
+        return 1
+    print(f"hwgen: sim: {samples} inference(s) equal to the golden model, bit for bit", file=sys.stderr)
+    if args.stall == 0.0 and args.trace is None:
+        report = report_from_json(json.loads((out.fpga / "report.json").read_text()))
+        measured, counters, _ = measure(graph, out.accelerator, inputs[graph.inputs[0]])
+        _write_report(out.fpga, report.with_measurement(measured, counters))
+    return 0
+
+
+def describe(out_dir: str | Path) -> str | None:
+    """The cycle report of a compiled accelerator (None if OUT has no fpga/ output)."""
+    path = Path(out_dir) / "fpga" / "report.json"
+    if not path.is_file():
+        return None
+    return report_from_json(json.loads(path.read_text())).to_text()

@@ -1,0 +1,9 @@
+"""Planning the FPGA accelerator, without any hardware tools.
+
+* `geometry`: how each IR node's data meets the hardware (MAC layers as a matrix times an
+  input vector per output position);
+* `schedule`: the step program of a MAC layer at a folding (PE x SIMD), with zero weights skipped;
+* `folding`: folding options and the balancer that shares a multiplier budget among the layers;
+* `plan`: the whole accelerator as typed data (engines, lanes, FIFOs), saved in the manifest;
+* `cycles`: the cycle model (expected busy cycles per layer and the initiation interval).
+"""

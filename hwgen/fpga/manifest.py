@@ -1,0 +1,86 @@
+"""The manifest of a compiled accelerator: ports, data layout, the plan, expected cycles.
+
+Everything a user (or `hwgen sim`, or the generated test bench) needs to drive the Verilog
+without the compiler: `OUT/fpga/manifest.json`, next to `OUT/ir.json`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..ir import Graph
+from .plan import Plan, plan_from_json, plan_to_json
+
+__all__ = ["MANIFEST_FORMAT", "StreamPort", "manifest", "stream_port", "load_plan"]
+
+MANIFEST_FORMAT = "hwgen-fpga/1"
+
+
+@dataclass(frozen=True)
+class StreamPort:
+    tensor: str
+    shape: tuple[int, ...]
+    dtype: str
+    zero_point: int
+    lanes: int
+
+    @property
+    def words_per_sample(self) -> int:
+        return math.prod(self.shape) // self.lanes
+
+
+def stream_port(graph: Graph, tensor: str, lanes: int) -> StreamPort:
+    t = graph.tensor(tensor)
+    return StreamPort(t.name, t.shape, repr(t.dtype), t.zero_point, lanes)
+
+
+def _port_json(port: StreamPort, direction: str) -> dict:
+    bits = int(port.dtype[1:])
+    return {
+        "direction": direction,
+        "signals": {f"{direction[0]}__payload": port.lanes * bits, f"{direction[0]}__valid": 1,
+                    f"{direction[0]}__ready": 1},
+        "tensor": port.tensor,
+        "shape": list(port.shape),
+        "dtype": port.dtype,
+        "zero_point": port.zero_point,
+        "lanes": port.lanes,
+        "element_bits": bits,
+        "words_per_sample": port.words_per_sample,
+        "layout": (f"raster order over {list(port.shape)}, last axis fastest; word k holds elements "
+                   f"k*{port.lanes} .. k*{port.lanes}+{port.lanes - 1}; element j of a word at payload bits "
+                   f"[j*{bits}, (j+1)*{bits}), two's complement" if port.dtype.startswith("i") else
+                   f"raster order over {list(port.shape)}, last axis fastest; word k holds elements "
+                   f"k*{port.lanes} .. k*{port.lanes}+{port.lanes - 1}; element j of a word at payload bits "
+                   f"[j*{bits}, (j+1)*{bits}), unsigned"),
+    }
+
+
+def manifest(graph: Graph, plan: Plan, counters: list, verilog_file: str, amaranth_version: str) -> dict:
+    i = stream_port(graph, graph.inputs[0], plan.input_lanes)
+    o = stream_port(graph, graph.outputs[0], plan.output_lanes)
+    return {
+        "format": MANIFEST_FORMAT,
+        "model": graph.name,
+        "top": plan.top,
+        "verilog": verilog_file,
+        "generator": {"amaranth": amaranth_version},
+        "clock": "clk, rising edge; rst asynchronous, active high (hold it for a cycle, release it with clk)",
+        "ports": {
+            "i": _port_json(i, "input"),
+            "o": _port_json(o, "output"),
+            "perf": {"direction": "output", "bits": 32 * max(1, len(counters)),
+                     "counters": [{"index": k, "kind": c.kind, "name": c.name} for k, c in enumerate(counters)],
+                     "layout": "counter k at bits [32k, 32k+32): busy cycles since reset"},
+        },
+        "expected": {"interval": plan.interval},
+        "plan": plan_to_json(plan),
+    }
+
+
+def load_plan(manifest_json: Mapping) -> Plan:
+    if manifest_json.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"not a {MANIFEST_FORMAT} manifest")
+    return plan_from_json(manifest_json["plan"])

@@ -1,0 +1,297 @@
+"""The accelerator as data: engines, folds and stream lanes of every layer, and fork FIFO depths.
+
+`make_plan` decides everything the hardware generator needs beyond the IR; the manifest stores
+the plan, and `plan_from_json` gives it back, so a compiled accelerator can be rebuilt exactly.
+
+Lanes (elements per stream word) are chosen per layer: a MAC layer's output has one lane per PE
+of its fold, and every other unit gets the fewest lanes (a divisor of its channel count) that
+keep it under RATE_MARGIN of the engines' interval, so the engines stay the bottleneck.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from ..errors import InvalidOptionError, UnsupportedModelError
+from ..ir import MAC_OPS, Add, Concat, Conv2d, Dense, Graph, Node, Reshape
+from ..names import identifier, unique_identifiers
+from .cycles import has_window, stream_words, unit_busy, window_busy
+from .folding import DEFAULT_MULTIPLIERS, Fold, balance, context_fold, mac_layers, parse_folds
+from .geometry import vector_length
+from .schedule import fold_steps
+
+__all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "make_plan", "check_supported", "plan_to_json",
+           "plan_from_json", "PLAN_FORMAT"]
+
+PLAN_FORMAT = "hwgen-fpga-plan/1"
+
+#: Every unit but the engines gets lanes enough to need at most this fraction of the engines'
+#: interval, so the engines stay the bottleneck.
+RATE_MARGIN = 0.75
+
+#: Fork branches that feed a join (Add, Concat) straight from the fork wait for the other branch:
+#: their FIFO holds a whole tensor, enough for any branch. Other branches get this many words.
+BRANCH_WORDS = 2
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    fold: Fold                 # physical PE x SIMD
+    layers: tuple[str, ...]    # IR node names run on it, in graph order
+    pinned: bool               # chosen with --fold
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    node: str                  # IR node name
+    ident: str                 # its identifier in generated code
+    op: str
+    in_lanes: tuple[int, ...]  # lanes of each input as the layer consumes it
+    out_lanes: int
+    window: bool               # a window generator feeds it
+    engine: str | None         # MAC layers: the engine it runs on
+    fold: Fold | None          # MAC layers: the folding it runs at
+    busy: int                  # model: busy cycles per inference (engine steps for MAC layers)
+    window_busy: int           # model: words its window generator emits per inference
+
+
+@dataclass(frozen=True)
+class BranchSpec:
+    tensor: str
+    consumer: str              # node name, or "" for the graph output
+    words: int                 # FIFO depth in words
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    top: str                   # Verilog module / Amaranth class name stem
+    budget: int | None         # the multiplier budget balanced for
+    input_lanes: int
+    output_lanes: int
+    engines: tuple[EngineSpec, ...]
+    layers: tuple[LayerSpec, ...]
+    branches: tuple[BranchSpec, ...]
+
+    def layer(self, node: str) -> LayerSpec:
+        for spec in self.layers:
+            if spec.node == node:
+                return spec
+        raise KeyError(node)
+
+    def engine(self, name: str) -> EngineSpec:
+        for spec in self.engines:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def multipliers(self) -> int:
+        """Multiplier lanes of all engines (before zero weights remove any)."""
+        return sum(e.fold.multipliers for e in self.engines)
+
+    def engine_busy(self, name: str) -> int:
+        return sum(self.layer(n).busy for n in self.engine(name).layers)
+
+    @property
+    def interval(self) -> int:
+        """Model initiation interval: cycles per inference of the busiest unit."""
+        units = [self.engine_busy(e.name) for e in self.engines]
+        units += [spec.busy for spec in self.layers if spec.engine is None]
+        units += [spec.window_busy for spec in self.layers]
+        return max(units, default=1)
+
+
+# -- what the FPGA backend accepts -------------------------------------------------------------
+
+
+def check_supported(graph: Graph) -> None:
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedModelError(f"the FPGA accelerator streams one input and one output; the integer core "
+                                    f"has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
+    if not graph.nodes:
+        raise UnsupportedModelError("the integer core has no operations to build hardware for")
+    if graph.outputs[0] in graph.inputs:
+        raise UnsupportedModelError("the graph output is its input: nothing to compute")
+    for node in graph.nodes:
+        if isinstance(node, MAC_OPS) and node.requant is None:
+            raise UnsupportedModelError("the raw accumulator is the output (ConvInteger / MatMulInteger); the "
+                                        "FPGA accelerator streams requantized outputs only", node=node.name, op=node.op)
+        if isinstance(node, Dense) and node.weights.ndim != 2:
+            raise UnsupportedModelError(f"stacked weight matrices {node.weights.shape} are not supported on the "
+                                        "FPGA", node=node.name, op=node.op)
+        if isinstance(node, Concat) and node.axis % len(graph.tensor(node.output).shape) != \
+                len(graph.tensor(node.output).shape) - 1:
+            raise UnsupportedModelError("the FPGA accelerator concatenates along the channel (last) axis only",
+                                        node=node.name, op=node.op)
+
+
+# -- lanes ------------------------------------------------------------------------------------------
+
+
+def _smallest_fitting(n: int, words_for, target: int | None) -> int:
+    """The smallest divisor d of n with words_for(d) <= target (n if none, or no target)."""
+    if target is None:
+        return n
+    for d in range(1, n + 1):
+        if n % d == 0 and words_for(d) <= target:
+            return d
+    return n
+
+
+def _in_lanes(node: Node, graph: Graph, target: int | None, fold: Fold | None = None) -> int:
+    x = graph.tensor(node.inputs[0])
+    if isinstance(node, MAC_OPS):
+        return _mac_lanes(node, graph, target, fold)
+    if has_window(node):
+        c = x.shape[-1]
+        return _smallest_fitting(c, lambda d: max(window_busy(node, graph, d), x.size // d), target)
+    if isinstance(node, Concat):
+        g = math.gcd(*(graph.tensor(t).shape[-1] for t in node.inputs))
+        return _smallest_fitting(g, lambda d: stream_words(graph, node.output, d), target)
+    return _smallest_fitting(x.shape[-1], lambda d: x.size // d, target)
+
+
+def _mac_lanes(node: Node, graph: Graph, target: int | None, fold: Fold) -> int:
+    """Input lanes of a MAC layer: fast enough, and aligned with the engine's reads where possible.
+
+    With SIMD dividing the channels a step reads (every channel of a dense layer, a group's for a
+    grouped convolution), words of SIMD channels give each step one buffer word, so lanes share
+    one read port and need no element select. A depthwise layer's PEs read PE neighbouring
+    channels of one tap: words of PE channels do the same for them.
+    """
+    x = graph.tensor(node.inputs[0])
+    window = has_window(node)
+    n = x.shape[-1] if window else vector_length(node, graph)
+    words = (lambda d: max(window_busy(node, graph, d), x.size // d)) if window else (lambda d: x.size // d)
+    fastest = _smallest_fitting(n, words, target)
+    weights = node.weights.reshape(node.out_channels, -1)
+    if (fold_steps(weights, fold.pe, fold.simd) < -(-weights.shape[1] // fold.simd)).any():
+        return fastest  # zero weights skipped: lanes read scattered entries, wide words do not help
+    group = x.shape[-1] // node.groups if isinstance(node, Conv2d) else n
+    align = fold.simd if group % fold.simd == 0 and (group > 1 or fold.simd == 1) else fold.pe
+    for d in range(fastest, n + 1):
+        if n % d == 0 and d % align == 0:
+            return d
+    return fastest
+
+
+def _check_lanes(node: Node, graph: Graph, lanes: int) -> None:
+    if isinstance(node, Concat):
+        channels = math.gcd(*(graph.tensor(t).shape[-1] for t in node.inputs))
+    elif isinstance(node, MAC_OPS) and not has_window(node):
+        channels = vector_length(node, graph)
+    else:
+        channels = graph.tensor(node.inputs[0]).shape[-1]
+    if lanes < 1 or channels % lanes:
+        raise InvalidOptionError(f"{lanes} lanes do not divide the {channels} channels of {node.name!r}")
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+
+
+def make_plan(graph: Graph, *, budget: int | None = None, folds: Sequence[str] = (),
+              lanes: Mapping[str, int] | None = None) -> Plan:
+    """Plan the accelerator for `graph`.
+
+    `budget`: total multipliers to balance (default DEFAULT_MULTIPLIERS; ignored when --fold pins
+    every layer). `folds`: `LAYER=PE,SIMD` options. `lanes`: input lanes per node name, overriding
+    the rate-based choice (for tests and experiments).
+    """
+    check_supported(graph)
+    lanes = dict(lanes or {})
+    layers = mac_layers(graph)
+    pinned = parse_folds(folds, layers)
+    if budget is None and len(pinned) < len(layers):
+        budget = DEFAULT_MULTIPLIERS
+    if budget is not None and budget < 1:
+        raise InvalidOptionError(f"--multipliers must be >= 1, not {budget}")
+    choices = balance(layers, budget, pinned) if layers else []
+    by_name = {layer.name: layer for layer in layers}
+    engines, fold_of, engine_of = [], {}, {}
+    for i, choice in enumerate(choices):
+        name = f"engine{i}"
+        for layer_name in choice.layers:
+            fold_of[layer_name] = context_fold(by_name[layer_name], choice.fold.pe, choice.fold.simd)
+            engine_of[layer_name] = name
+        physical = Fold(max(fold_of[n].pe for n in choice.layers), max(fold_of[n].simd for n in choice.layers))
+        engines.append(EngineSpec(name, physical, choice.layers, choice.pinned))
+
+    engine_busy = {e.name: sum(unit_busy(graph.node(n), graph, 1, fold_of[n]) for n in e.layers) for e in engines}
+    target = max(1, int(max(engine_busy.values()) * RATE_MARGIN)) if engines else None
+    idents = dict(zip([n.name for n in graph.nodes], unique_identifiers([n.name for n in graph.nodes], "layer")))
+
+    specs: list[LayerSpec] = []
+    produced = {graph.inputs[0]: None}  # tensor -> lanes it is produced at (None: the top input)
+    for node in graph.nodes:
+        if isinstance(node, Reshape):
+            src = produced[node.inputs[0]]
+            last = graph.tensor(node.output).shape[-1]
+            width = src if src is not None and last % src == 0 else math.gcd(src or last, last)
+            specs.append(LayerSpec(node.name, idents[node.name], node.op, (width,), width, False, None, None, 0, 0))
+            produced[node.output] = width
+            continue
+        width = lanes.pop(node.name, None)
+        if width is None:
+            width = _in_lanes(node, graph, target, fold_of.get(node.name))
+        _check_lanes(node, graph, width)
+        fold = fold_of.get(node.name)
+        out_lanes = fold.pe if fold is not None else width
+        busy = unit_busy(node, graph, width, fold)
+        window = has_window(node)
+        specs.append(LayerSpec(node.name, idents[node.name], node.op, (width,) * len(node.inputs), out_lanes, window,
+                               engine_of.get(node.name), fold, busy, window_busy(node, graph, width) if window else 0))
+        produced[node.output] = out_lanes
+    if lanes:
+        raise InvalidOptionError(f"lanes given for unknown nodes: {sorted(lanes)}")
+
+    consumers_of = {spec.node: spec for spec in specs}
+    first = consumers_of[graph.consumers(graph.inputs[0])[0].name]
+    input_lanes = first.in_lanes[graph.consumers(graph.inputs[0])[0].inputs.index(graph.inputs[0])]
+    output_lanes = produced[graph.outputs[0]]
+    return Plan(graph.name, identifier(f"hwgen_{graph.name}", "hwgen"), budget, input_lanes, output_lanes,
+                tuple(engines), tuple(specs), _branches(graph, {s.node: s for s in specs}, input_lanes))
+
+
+def _branches(graph: Graph, specs: dict[str, LayerSpec], input_lanes: int) -> tuple[BranchSpec, ...]:
+    """FIFO depths of fork branches (tensors read by more than one consumer)."""
+    branches = []
+    for name in [graph.inputs[0]] + [n.output for n in graph.nodes]:
+        readers = [(node.name, i) for node in graph.consumers(name) for i, inp in enumerate(node.inputs)
+                   if inp == name]
+        if name in graph.outputs:
+            readers.append(("", 0))
+        if len(readers) < 2:
+            continue
+        producer = graph.producer(name)
+        lanes = input_lanes if producer is None else specs[producer.name].out_lanes
+        whole = graph.tensor(name).size // lanes + BRANCH_WORDS
+        for consumer, _ in readers:
+            node = graph.node(consumer) if consumer else None
+            join = isinstance(node, (Add, Concat)) and sum(inp == name for inp in node.inputs) == 1
+            branches.append(BranchSpec(name, consumer, whole if join else BRANCH_WORDS))
+    return tuple(branches)
+
+
+# -- JSON --------------------------------------------------------------------------------------------
+
+
+def plan_to_json(plan: Plan) -> dict:
+    return {"format": PLAN_FORMAT, **asdict(plan)}
+
+
+def plan_from_json(d: Mapping) -> Plan:
+    if d.get("format") != PLAN_FORMAT:
+        raise ValueError(f"not a {PLAN_FORMAT} plan")
+
+    def fold(f):
+        return Fold(f["pe"], f["simd"]) if f is not None else None
+
+    engines = tuple(EngineSpec(e["name"], fold(e["fold"]), tuple(e["layers"]), e["pinned"]) for e in d["engines"])
+    layers = tuple(LayerSpec(s["node"], s["ident"], s["op"], tuple(s["in_lanes"]), s["out_lanes"], s["window"],
+                             s["engine"], fold(s["fold"]), s["busy"], s["window_busy"]) for s in d["layers"])
+    branches = tuple(BranchSpec(b["tensor"], b["consumer"], b["words"]) for b in d["branches"])
+    return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], d["output_lanes"], engines, layers, branches)

@@ -1,0 +1,154 @@
+"""The sliding-window unit: a line buffer that turns a feature map into convolution windows.
+
+Input: an (H, W, C) map in raster order, `lanes` channels per word. Output: for every output
+position (oy, ox) in raster order, for every chunk of `lanes` channels, the KH x KW taps in raster
+order: word (oy, ox, chunk, ky, kx) holds x[oy*sh - top + ky*dh, ox*sw - left + kx*dw, chunk] or,
+outside the map, `pad_value` in every lane (the input zero point for a convolution, the type's
+minimum for max pooling).
+
+The buffer is one memory of R = (KH-1)*dh + 1 + sh + slack rows: the rows one output row reads,
+the sh rows the next one adds (so the writer fills them while the reader works), and up to
+SLACK_ROWS more (no more than the map has) to absorb bursts between units that share an engine. Both sides
+count rows since reset; the reader starts an output row once the rows it needs are written and
+releases the rows no later output row needs when it ends the row.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..fixed import IntType
+from ..ir import conv_output_hw
+from .streams import OutputQueue, word_layout, word_stream
+
+__all__ = ["WindowGenerator"]
+
+#: Output queue depth: read latency (1) plus room for the consumer to stall without a bubble.
+QUEUE_DEPTH = 4
+
+#: Rows beyond those one output row needs, so the producer can run ahead of a consumer that
+#: shares its engine with other layers (measured: see `engine`).
+SLACK_ROWS = 4
+
+
+class WindowGenerator(wiring.Component):
+    def __init__(self, itype: IntType, lanes: int, shape: tuple[int, int, int], kernel: tuple[int, int],
+                 stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
+                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0):
+        h, w, c = shape
+        if c % lanes:
+            raise ValueError(f"{lanes} lanes do not divide {c} channels")
+        if not itype.lo <= pad_value <= itype.hi:
+            raise ValueError(f"pad value {pad_value} is outside {itype}")
+        self.itype, self.lanes, self.shape = itype, lanes, shape
+        self.kernel, self.stride, self.dilation, self.pads, self.pad_value = kernel, stride, dilation, pads, pad_value
+        self.out_hw = conv_output_hw((h, w), kernel, stride, dilation, pads)
+        if min(self.out_hw) < 1:
+            raise ValueError(f"window {kernel} with pads {pads} does not fit a {h}x{w} map")
+        span = (kernel[0] - 1) * dilation[0] + 1
+        self.rows = span + stride[0] + min(SLACK_ROWS, max(0, h - span))
+        super().__init__({"i": In(word_stream(itype, lanes)), "o": Out(word_stream(itype, lanes)),
+                          "busy": Out(1)})
+
+    @property
+    def words_per_output(self) -> int:
+        return self.kernel[0] * self.kernel[1] * self.shape[2] // self.lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        h, w, c = self.shape
+        kh, kw = self.kernel
+        sh, sw = self.stride
+        dh, dw = self.dilation
+        top, left, _, _ = self.pads
+        oh, ow = self.out_hw
+        chunks = c // self.lanes
+        rows = self.rows
+        span = (kh - 1) * dh + 1
+        layout = word_layout(self.itype, self.lanes)
+        count = unsigned((4 * (h + rows)).bit_length())  # row counters, modulo 2**bits
+
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(layout.size), depth=rows * w * chunks, init=[])
+        wport = mem.write_port()
+        rport = mem.read_port()
+
+        written = Signal(count)    # rows written since reset
+        released = Signal(count)   # rows the reader no longer needs
+        image_base = Signal(count)  # the reader's image: its row 0
+
+        # -- writer -----------------------------------------------------------------------
+        wx, wchunk, wslot = Signal(range(w)), Signal(range(chunks)), Signal(range(rows))
+        in_use = Signal(count)
+        m.d.comb += [in_use.eq(written - released), self.i.ready.eq(in_use < rows)]
+        m.d.comb += [wport.addr.eq((wslot * w + wx) * chunks + wchunk), wport.data.eq(self.i.payload.as_value()),
+                     wport.en.eq(self.i.valid & self.i.ready)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += wchunk.eq(wchunk + 1)
+            with m.If(wchunk == chunks - 1):
+                m.d.sync += [wchunk.eq(0), wx.eq(wx + 1)]
+                with m.If(wx == w - 1):
+                    m.d.sync += [wx.eq(0), written.eq(written + 1), wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
+
+        # -- reader -----------------------------------------------------------------------
+        coord = signed(max(h + span + top, w + (kw - 1) * dw + 1 + left, sh * oh, sw * ow).bit_length() + 2)
+        oy, ox, chunk = Signal(range(oh)), Signal(range(ow)), Signal(range(chunks))
+        ky, kx = Signal(range(kh)), Signal(range(kw))
+        base_y, base_x = Signal(coord, init=-top), Signal(coord, init=-left)
+        iy, ix = Signal(coord, init=-top), Signal(coord, init=-left)
+        # Buffer slots of the current image's row 0, of row base_y and of row iy (all mod rows).
+        image_slot = Signal(range(rows))
+        base_slot = Signal(range(rows), init=(-top) % rows)
+        slot = Signal(range(rows), init=(-top) % rows)
+
+        def wrap(value):
+            return Mux(value >= rows, value - rows, value)
+
+        last_row = oy == oh - 1
+        need = Signal(range(h + 1))
+        reach = base_y + max(span, sh)
+        m.d.comb += need.eq(Mux(last_row, h, Mux(reach <= 0, 0, Mux(reach >= h, h, reach))))
+        available = Signal(count)
+        m.d.comb += available.eq(written - image_base)
+
+        m.submodules.queue = queue = OutputQueue(layout, QUEUE_DEPTH)
+        issue = Signal()
+        m.d.comb += [issue.eq((available >= need) & (queue.free > 0)), queue.reserve.eq(issue), self.busy.eq(issue)]
+        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+        m.d.comb += rport.addr.eq((slot * w + ix[:max(1, (w - 1).bit_length())]) * chunks + chunk)
+        pad = Signal(reset_less=True)
+        m.d.sync += [pad.eq(~inside), queue.w.valid.eq(issue)]
+        pad_word = 0
+        for k in range(self.lanes):
+            pad_word |= (self.pad_value & ((1 << self.itype.bits) - 1)) << (k * self.itype.bits)
+        m.d.comb += queue.w.payload.eq(Mux(pad, pad_word, rport.data))
+        wiring.connect(m, wiring.flipped(self.o), queue.o)
+
+        end_kx, end_ky = kx == kw - 1, ky == kh - 1
+        end_chunk, end_ox = chunk == chunks - 1, ox == ow - 1
+        with m.If(issue):
+            with m.If(~end_kx):
+                m.d.sync += [kx.eq(kx + 1), ix.eq(ix + dw)]
+            with m.Elif(~end_ky):
+                m.d.sync += [kx.eq(0), ky.eq(ky + 1), ix.eq(base_x), iy.eq(iy + dh), slot.eq(wrap(slot + dh))]
+            with m.Elif(~end_chunk):
+                m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(chunk + 1), ix.eq(base_x), iy.eq(base_y),
+                             slot.eq(base_slot)]
+            with m.Elif(~end_ox):
+                m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(0), ox.eq(ox + 1), base_x.eq(base_x + sw),
+                             ix.eq(base_x + sw), iy.eq(base_y), slot.eq(base_slot)]
+            with m.Else():  # the end of an output row: release what the next row does not need
+                m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(0), ox.eq(0), base_x.eq(-left), ix.eq(-left)]
+                next_y = base_y + sh
+                with m.If(~last_row):
+                    keep = Mux(next_y <= 0, 0, Mux(next_y >= h, h, next_y))
+                    m.d.sync += [oy.eq(oy + 1), base_y.eq(next_y), iy.eq(next_y), released.eq(image_base + keep),
+                                 base_slot.eq(wrap(base_slot + sh)), slot.eq(wrap(base_slot + sh))]
+                with m.Else():
+                    next_image_slot = wrap(image_slot + h % rows)
+                    first_slot = wrap(next_image_slot + (-top) % rows)
+                    m.d.sync += [oy.eq(0), base_y.eq(-top), iy.eq(-top), released.eq(image_base + h),
+                                 image_base.eq(image_base + h), image_slot.eq(next_image_slot),
+                                 base_slot.eq(first_slot), slot.eq(first_slot)]
+        return m
