@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hwgen.compiler import compile_model
 from hwgen.frontend import import_onnx
@@ -119,3 +121,40 @@ def test_clips_of_quantized_integers_fold_into_the_requantization_before_them():
     assert _same_outputs(qcdq.imported, qcdq.graph)
     qonnx = compile_model(brevitas / "brevitas_w4a4_qonnx_ts_clean.onnx").graph
     assert _same_outputs(qonnx, qcdq.graph, n=16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_passes_never_change_an_output_bit(data):
+    """Random QDQ chains with pruned filters, pruned input channels, depthwise layers, pools and a
+    final FC: whatever the passes remove, the integer outputs stay identical."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    b = GraphBuilder()
+    q = Q(0.02, data.draw(st.integers(-10, 10)))
+    channels = data.draw(st.integers(2, 6))
+    x, cin, size = b.qdq("x", q), 2, 7
+    for layer in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["conv", "depthwise", "maxpool"]) if layer else st.just("conv"))
+        if kind == "maxpool":
+            x, size = b.qdq(b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[1, 1]), q), size - 1
+            continue
+        cout, groups = (cin, cin) if kind == "depthwise" else (channels, 1)
+        w = random_weights(rng, (cout, cin // groups, 3, 3))
+        bias = rng.integers(-300, 300, size=cout)
+        for k in data.draw(st.lists(st.integers(0, cout - 1), max_size=cout)):
+            w[k] = 0  # a pruned filter, its bias zeroed or not
+            bias[k] = 0 if data.draw(st.booleans()) else bias[k]
+        if kind == "conv" and data.draw(st.booleans()):
+            w[:, rng.integers(0, cin)] = 0  # an input channel nobody reads
+        pad = data.draw(st.integers(0, 1))
+        x = b.qdq(b.node("Conv", [x, b.weights(w, np.full(cout, 0.01, np.float32)),
+                                  b.bias(bias, np.float32(0.0002))], pads=[pad] * 4, kernel_shape=[3, 3],
+                         group=groups), Q(0.03, q.zero_point))
+        if data.draw(st.booleans()):
+            x = b.qdq(b.node("Relu", [x]), Q(0.03, q.zero_point))
+        cin, size = cout, size + 2 * pad - 2
+    flat = b.qdq(b.node("Flatten", [x]), Q(0.03, q.zero_point))
+    fc = random_weights(rng, (3, cin * size * size))
+    logits = b.node("Gemm", [flat, b.weights(fc, np.full(3, 0.01, np.float32))], transB=1)
+    graph = import_onnx(b.model([("x", [1, 2, 7, 7])], b.qdq(logits, Q(0.05, 0))))
+    assert _same_outputs(graph, run_passes(graph), seed=1, n=6)
