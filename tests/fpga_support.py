@@ -187,15 +187,17 @@ def divisors(n: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Case:
-    """A graph, the --fold options and input lanes to plan it with, and a seed for its inputs."""
+    """A graph, the --fold options, input lanes and multiplier lanes in logic (of engine0) to plan
+    it with, and a seed for its inputs."""
 
     graph: Graph
     folds: tuple[str, ...] = ()
     lanes: tuple[tuple[str, int], ...] = ()
     seed: int = 0
+    lut_lanes: int = 0
 
     def plan(self) -> Plan:
-        return make_plan(self.graph, folds=self.folds, lanes=dict(self.lanes))
+        return make_plan(self.graph, folds=self.folds, lanes=dict(self.lanes), lut_lanes={"engine0": self.lut_lanes})
 
 
 @st.composite
@@ -227,7 +229,7 @@ def conv_cases(draw, max_channels=4):
     k = kernel[0] * kernel[1] * cin // groups
     fold = f"conv={draw(st.sampled_from(divisors(cout)))},{draw(st.sampled_from(divisors(k)))}"
     lanes = draw(st.sampled_from(divisors(cin)))
-    return Case(graph, (fold,), (("conv", lanes),), draw(seeds))
+    return Case(graph, (fold,), (("conv", lanes),), draw(seeds), draw(st.integers(0, 4)))
 
 
 @st.composite
@@ -239,7 +241,7 @@ def dense_cases(draw):
                         sparsity=draw(st.sampled_from([0.0, 0.5, 0.9])), rounding=draw(roundings),
                         exact=draw(st.booleans()))
     fold = f"fc={draw(st.sampled_from(divisors(cout)))},{draw(st.sampled_from(divisors(k)))}"
-    return Case(graph, (fold,), (("fc", draw(st.sampled_from(divisors(k)))),), draw(seeds))
+    return Case(graph, (fold,), (("fc", draw(st.sampled_from(divisors(k)))),), draw(seeds), draw(st.integers(0, 4)))
 
 
 @st.composite

@@ -20,12 +20,13 @@ from ..names import identifier, unique_identifiers
 from .cycles import has_window, stream_words, unit_busy, window_busy
 from .folding import DEFAULT_MULTIPLIERS, Fold, balance, context_fold, mac_layers, parse_folds
 from .geometry import vector_length
+from .program import min_requantizers
 from .schedule import fold_steps
 
-__all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "make_plan", "check_supported", "plan_to_json",
-           "plan_from_json", "PLAN_FORMAT"]
+__all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "Link", "make_plan", "check_supported", "plan_to_json",
+           "plan_from_json", "tensor_links", "PLAN_FORMAT"]
 
-PLAN_FORMAT = "hwgen-fpga-plan/1"
+PLAN_FORMAT = "hwgen-fpga-plan/2"
 
 #: Every unit but the engines gets lanes enough to need at most this fraction of the engines'
 #: interval, so the engines stay the bottleneck.
@@ -42,6 +43,8 @@ class EngineSpec:
     fold: Fold                 # physical PE x SIMD
     layers: tuple[str, ...]    # IR node names run on it, in graph order
     pinned: bool               # chosen with --fold
+    requantizers: int = 1      # shared by the PEs (the fewest that never stall it)
+    lut_lanes: int = 0         # multiplier lanes built from logic instead of DSPs
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,17 @@ class Plan:
     engines: tuple[EngineSpec, ...]
     layers: tuple[LayerSpec, ...]
     branches: tuple[BranchSpec, ...]
+    placements: tuple[tuple[str, str], ...] = ()  # (memory, "bram" | "lutram" | "logic"); others: yosys chooses
 
     def layer(self, node: str) -> LayerSpec:
         for spec in self.layers:
             if spec.node == node:
                 return spec
         raise KeyError(node)
+
+    def placed(self, prefix: str) -> dict[str, str]:
+        """Placements of the memories named `prefix`.<local name>, by local name."""
+        return {name[len(prefix) + 1:]: kind for name, kind in self.placements if name.startswith(prefix + ".")}
 
     def engine(self, name: str) -> EngineSpec:
         for spec in self.engines:
@@ -172,7 +180,7 @@ def _mac_lanes(node: Node, graph: Graph, target: int | None, fold: Fold) -> int:
     if (fold_steps(weights, fold.pe, fold.simd) < -(-weights.shape[1] // fold.simd)).any():
         return fastest  # zero weights skipped: lanes read scattered entries, wide words do not help
     group = x.shape[-1] // node.groups if isinstance(node, Conv2d) else n
-    align = fold.simd if group % fold.simd == 0 and (group > 1 or fold.simd == 1) else fold.pe
+    align = fold.pe if group == 1 else fold.simd if group % fold.simd == 0 else 1
     for d in range(fastest, n + 1):
         if n % d == 0 and d % align == 0:
             return d
@@ -194,13 +202,15 @@ def _check_lanes(node: Node, graph: Graph, lanes: int) -> None:
 
 
 def make_plan(graph: Graph, *, budget: int | None = None, folds: Sequence[str] = (),
-              lanes: Mapping[str, int] | None = None) -> Plan:
+              lanes: Mapping[str, int] | None = None, lut_lanes: Mapping[str, int] | None = None) -> Plan:
     """Plan the accelerator for `graph`.
 
     `budget`: total multipliers to balance (default DEFAULT_MULTIPLIERS; ignored when --fold pins
     every layer). `folds`: `LAYER=PE,SIMD` options. `lanes`: input lanes per node name, overriding
-    the rate-based choice (for tests and experiments).
+    the rate-based choice (for tests and experiments). `lut_lanes`: per engine name, how many of
+    its multiplier lanes to build from logic (device fitting; default none).
     """
+    lut_lanes = dict(lut_lanes or {})
     check_supported(graph)
     lanes = dict(lanes or {})
     layers = mac_layers(graph)
@@ -218,7 +228,10 @@ def make_plan(graph: Graph, *, budget: int | None = None, folds: Sequence[str] =
             fold_of[layer_name] = context_fold(by_name[layer_name], choice.fold.pe, choice.fold.simd)
             engine_of[layer_name] = name
         physical = Fold(max(fold_of[n].pe for n in choice.layers), max(fold_of[n].simd for n in choice.layers))
-        engines.append(EngineSpec(name, physical, choice.layers, choice.pinned))
+        contexts = [(fold_of[n].pe, fold_steps(by_name[n].weights, fold_of[n].pe, fold_of[n].simd))
+                    for n in choice.layers]
+        engines.append(EngineSpec(name, physical, choice.layers, choice.pinned, min_requantizers(contexts),
+                                  lut_lanes.get(name, 0)))
 
     engine_busy = {e.name: sum(unit_busy(graph.node(n), graph, 1, fold_of[n]) for n in e.layers) for e in engines}
     target = max(1, int(max(engine_busy.values()) * RATE_MARGIN)) if engines else None
@@ -276,6 +289,48 @@ def _branches(graph: Graph, specs: dict[str, LayerSpec], input_lanes: int) -> tu
     return tuple(branches)
 
 
+# -- wiring ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Link:
+    """How one produced tensor reaches its readers (through any reshapes): one stream of `lanes`
+    elements per word; several readers get a fork and a FIFO each (`depth` words, else None)."""
+
+    tensor: str                                        # the produced tensor (a reshape's root)
+    tag: str                                           # its identifier, for unit names
+    lanes: int
+    readers: tuple[tuple[str, int, int, int | None], ...]  # (consumer node or "" for the output, its input
+                                                           # index, lanes it reads, FIFO depth)
+
+
+def tensor_links(graph: Graph, plan: Plan) -> list[Link]:
+    """Every tensor's stream from producer to readers, in the order the accelerator builds them."""
+    produced = {graph.inputs[0]: plan.input_lanes}
+    root_of = {}
+    for node in graph.nodes:
+        if isinstance(node, Reshape):
+            root_of[node.output] = root_of.get(node.inputs[0], node.inputs[0])
+        else:
+            produced[node.output] = plan.layer(node.name).out_lanes
+    readers: dict[str, list] = {}
+    for node in graph.nodes:
+        if isinstance(node, Reshape):
+            continue
+        spec = plan.layer(node.name)
+        for k, inp in enumerate(node.inputs):
+            readers.setdefault(root_of.get(inp, inp), []).append((inp, node.name, k, spec.in_lanes[k]))
+    out = graph.outputs[0]
+    readers.setdefault(root_of.get(out, out), []).append((out, "", 0, plan.output_lanes))
+    depth_of = {(b.tensor, b.consumer): b.words for b in plan.branches}
+    links = []
+    for root, rs in readers.items():
+        fork = len(rs) > 1
+        links.append(Link(root, identifier(root, "t"), produced[root],
+                          tuple((c, k, want, depth_of.get((t, c), 2) if fork else None) for t, c, k, want in rs)))
+    return links
+
+
 # -- JSON --------------------------------------------------------------------------------------------
 
 
@@ -290,8 +345,11 @@ def plan_from_json(d: Mapping) -> Plan:
     def fold(f):
         return Fold(f["pe"], f["simd"]) if f is not None else None
 
-    engines = tuple(EngineSpec(e["name"], fold(e["fold"]), tuple(e["layers"]), e["pinned"]) for e in d["engines"])
+    engines = tuple(EngineSpec(e["name"], fold(e["fold"]), tuple(e["layers"]), e["pinned"], e["requantizers"],
+                               e["lut_lanes"]) for e in d["engines"])
     layers = tuple(LayerSpec(s["node"], s["ident"], s["op"], tuple(s["in_lanes"]), s["out_lanes"], s["window"],
                              s["engine"], fold(s["fold"]), s["busy"], s["window_busy"]) for s in d["layers"])
     branches = tuple(BranchSpec(b["tensor"], b["consumer"], b["words"]) for b in d["branches"])
-    return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], d["output_lanes"], engines, layers, branches)
+    placements = tuple((name, kind) for name, kind in d["placements"])
+    return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], d["output_lanes"], engines, layers, branches,
+                placements)

@@ -11,6 +11,10 @@ Cout*K/(PE*SIMD) steps per output position.
 A fold that skipping cannot shorten (one of its channels has no zero to spare) keeps the dense
 order instead, lane l taking weights l, l+SIMD, ...: then every PE reads the same inputs at the
 same step, and the engine needs fewer read ports. The step count is the same either way.
+
+A layer skips zeros only where that saves at least SKIP_MIN_SAVING of its steps: skipping gives
+each lane a read address of its own in the control ROM (and a read port), while a dense order
+is counted by the engine for free, so a nearly dense layer (1 % zeros) does not earn it back.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ import numpy as np
 
 from .geometry import MacGeometry
 
-__all__ = ["Schedule", "fold_steps", "steps_per_pixel", "build_schedule"]
+__all__ = ["Schedule", "fold_steps", "steps_per_pixel", "build_schedule", "SKIP_MIN_SAVING"]
+
+#: Zero weights are skipped in a layer (at a folding) only when that saves this fraction of its steps.
+SKIP_MIN_SAVING = 0.05
 
 
 def fold_steps(weights: np.ndarray, pe: int, simd: int) -> np.ndarray:
@@ -29,9 +36,13 @@ def fold_steps(weights: np.ndarray, pe: int, simd: int) -> np.ndarray:
     cout = weights.shape[0]
     if pe < 1 or simd < 1 or cout % pe:
         raise ValueError(f"PE={pe} must divide {cout} output channels and SIMD={simd} must be >= 1")
-    nonzero = np.count_nonzero(weights.reshape(cout, -1), axis=1)
-    per_channel = -(-nonzero // simd)
-    return np.maximum(per_channel.reshape(cout // pe, pe).max(axis=1), 1)
+    weights = weights.reshape(cout, -1)
+    dense = -(-weights.shape[1] // simd)
+    nonzero = np.count_nonzero(weights, axis=1)
+    skipped = np.maximum((-(-nonzero // simd)).reshape(cout // pe, pe).max(axis=1), 1)
+    if skipped.sum() <= (1 - SKIP_MIN_SAVING) * dense * len(skipped):
+        return skipped
+    return np.full(len(skipped), dense)
 
 
 def steps_per_pixel(weights: np.ndarray, pe: int, simd: int) -> int:
@@ -73,11 +84,15 @@ def build_schedule(geom: MacGeometry, pe: int, simd: int) -> Schedule:
     starts = np.concatenate([[0], np.cumsum(steps_of)[:-1]])
     k = geom.fan_in
     dense_steps = -(-k // simd)
+    # Weights in the order their inputs arrive: a dense fold then reads the vector front to back,
+    # an address the engine counts instead of storing (a convolution's weights are (ky, kx, c),
+    # its window arrives channel chunk first).
+    order = np.argsort(geom.entry, axis=1, kind="stable")
     for f, start in enumerate(starts):
         compact = steps_of[f] < dense_steps
         for p in range(pe):
             o = f * pe + p
-            js = np.flatnonzero(geom.weights[o]) if compact else np.arange(k)
+            js = order[o][geom.weights[o, order[o]] != 0] if compact else order[o]
             t = start + np.arange(len(js)) // simd
             lane = np.arange(len(js)) % simd
             entry[t, p, lane] = geom.entry[o, js]

@@ -17,7 +17,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fpga.geometry import mac_geometry
-from ..fpga.plan import Plan
+from ..fpga.plan import Plan, tensor_links
 from ..fpga.program import LayerProgram, compile_engine
 from ..fpga.schedule import build_schedule
 from ..ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape,
@@ -60,7 +60,7 @@ def layer_program(node: Node, graph: Graph, plan: Plan) -> LayerProgram:
 def engine_programs(graph: Graph, plan: Plan) -> dict:
     """The compiled program of every engine, by engine name."""
     return {e.name: compile_engine([layer_program(graph.node(n), graph, plan) for n in e.layers],
-                                   e.fold.pe, e.fold.simd) for e in plan.engines}
+                                   e.fold.pe, e.fold.simd, e.requantizers) for e in plan.engines}
 
 
 def avgpool_counts(node: AvgPool, in_hw: tuple[int, int]) -> list[list[int]]:
@@ -99,7 +99,7 @@ class Accelerator(wiring.Component):
         programs = engine_programs(graph, plan)
         engines, context_of = {}, {}
         for spec in plan.engines:
-            engine = MacEngine(programs[spec.name])
+            engine = MacEngine(programs[spec.name], spec.lut_lanes, plan.placed(spec.name))
             m.submodules[spec.name] = engines[spec.name] = engine
             for k, name in enumerate(spec.layers):
                 context_of[name] = (engine, k)
@@ -117,7 +117,7 @@ class Accelerator(wiring.Component):
                 pad_value = x.dtype.lo if isinstance(node, MaxPool) else x.zero_point
                 dilation = getattr(node, "dilation", (1, 1))
                 window = WindowGenerator(x.dtype, spec.in_lanes[0], x.shape, kernel, node.stride, dilation,
-                                         node.pads, pad_value)
+                                         node.pads, pad_value, plan.placed(f"{spec.ident}_window").get("mem"))
                 m.submodules[f"{spec.ident}_window"] = window
                 sinks[node.name, 0] = (window.i, spec.in_lanes[0])
                 entry = window.o
@@ -186,38 +186,24 @@ class Accelerator(wiring.Component):
 
     def _connect_tensors(self, m: Module, sources: dict, sinks: dict) -> None:
         graph, plan = self.graph, self.plan
-        readers: dict[str, list] = {}
-        for node in graph.nodes:
-            for k, inp in enumerate(node.inputs):
-                if (node.name, k) in sinks:
-                    readers.setdefault(inp, []).append((node.name, sinks[node.name, k]))
-        out = graph.outputs[0]
-        readers.setdefault(out, []).append(("", (wiring.flipped(self.o), plan.output_lanes)))
-        # a reshape's readers read the tensor it reshapes
-        merged: dict[str, list] = {}
-        for tensor, rs in readers.items():
-            root = tensor
-            while sources[root][0] == "reshape":
-                root = sources[root][1]
-            merged.setdefault(root, []).extend((tensor, r) for r in rs)
-        depth_of = {(b.tensor, b.consumer): b.words for b in plan.branches}
-        for root, rs in merged.items():
-            stream, lanes = self._resolve(sources, root)
-            itype = graph.tensor(root).dtype
-            tag = identifier(root, "t")
-            if len(rs) > 1:
-                fork = Fork(word_layout(itype, lanes), len(rs))
-                m.submodules[f"{tag}_fork"] = fork
+        sinks = {**sinks, ("", 0): (wiring.flipped(self.o), plan.output_lanes)}
+        for link in tensor_links(graph, plan):
+            stream, lanes = self._resolve(sources, link.tensor)
+            assert lanes == link.lanes
+            itype = graph.tensor(link.tensor).dtype
+            if len(link.readers) > 1:
+                fork = Fork(word_layout(itype, lanes), len(link.readers))
+                m.submodules[f"{link.tag}_fork"] = fork
                 wiring.connect(m, stream, fork.i)
-                for k, ((tensor, (consumer, (sink, want))), branch) in enumerate(zip(rs, fork.outputs())):
-                    depth = depth_of.get((tensor, consumer), 2)
-                    fifo = StreamFifo(word_layout(itype, lanes), depth)
-                    m.submodules[f"{tag}_branch{k}"] = fifo
+                for j, ((consumer, k, want, depth), branch) in enumerate(zip(link.readers, fork.outputs())):
+                    name = f"{link.tag}_branch{j}"
+                    fifo = StreamFifo(word_layout(itype, lanes), depth, plan.placed(name).get("fifo"))
+                    m.submodules[name] = fifo
                     wiring.connect(m, branch, fifo.i)
-                    self._link(m, fifo.o, lanes, sink, want, itype, f"{tag}_branch{k}")
+                    self._link(m, fifo.o, lanes, sinks[consumer, k][0], want, itype, name)
             else:
-                (tensor, (consumer, (sink, want))), = rs
-                self._link(m, stream, lanes, sink, want, itype, tag)
+                (consumer, k, want, _), = link.readers
+                self._link(m, stream, lanes, sinks[consumer, k][0], want, itype, link.tag)
 
     def _link(self, m: Module, source, lanes: int, sink, want: int, itype, tag: str) -> None:
         if lanes == want:

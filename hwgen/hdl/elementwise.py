@@ -8,13 +8,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
 from ..ir import Requant
+from .arith import dsp_multiply
 from .requant import REQUANT_LATENCY, requantize
 from .streams import OutputQueue, element_shape, word_layout, word_stream
 from .tables import channel_values, table
 
 __all__ = ["AddUnit", "RequantizeUnit", "ConcatUnit"]
 
-QUEUE_DEPTH = REQUANT_LATENCY + 4
+QUEUE_DEPTH = REQUANT_LATENCY + 5  # the longest pipeline (AddUnit's) plus one: no bubbles
 
 
 def _lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: int, chunk, otype: IntType,
@@ -31,7 +32,7 @@ def _lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: 
             value = reg
         params.append(value)
     return requantize(m, acc, params[0], params[1], rq.zero_point, rq.lo, rq.hi, rq.rounding, element_shape(otype),
-                      valid=valid, max_shift=max(rq.shift), name=name)
+                      valid=valid, max_shift=max(rq.shift), min_shift=min(rq.shift), name=name)
 
 
 class _Pipeline:
@@ -67,18 +68,17 @@ class AddUnit(wiring.Component):
         fire = self.a.valid & self.b.valid & space
         m.d.comb += [self.a.ready.eq(self.b.valid & space), self.b.ready.eq(self.a.valid & space),
                      queue.reserve.eq(fire), self.busy.eq(fire)]
-        pipe = _Pipeline(m, fire, self.channels // self.lanes, 2 + REQUANT_LATENCY)
+        pipe = _Pipeline(m, fire, self.channels // self.lanes, 3 + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         for k in range(self.lanes):
-            px = Signal(signed(self.acc.bits), name=f"ax{k}", reset_less=True)
-            py = Signal(signed(self.acc.bits), name=f"by{k}", reset_less=True)
-            with m.If(fire):
-                m.d.sync += [px.eq(self.a.payload[k] * self.lhs), py.eq(self.b.payload[k] * self.rhs)]
+            # constant multipliers in DSP-sized chunks (2 cycles), so the DSP count is known
+            px, _ = dsp_multiply(m, self.a.payload[k], self.lhs, f"ax{k}")
+            py, _ = dsp_multiply(m, self.b.payload[k], self.rhs, f"by{k}")
             acc = Signal(signed(self.acc.bits), name=f"acc{k}", reset_less=True)
-            with m.If(pipe.valid[1]):
+            with m.If(pipe.valid[2]):
                 m.d.sync += acc.eq(px + py + self.bias)
-            out = _lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[1], self.otype,
-                                f"rq{k}", pipe.valid[2], pipe.valid[1])
+            out = _lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[2], self.otype,
+                                f"rq{k}", pipe.valid[3], pipe.valid[2])
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)
         return m

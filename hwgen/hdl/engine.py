@@ -1,18 +1,24 @@
 """The multiply-accumulate engine: PE x SIMD multipliers shared by one or more MAC layers.
 
 Each layer (context) has an input stream of its input vectors (a convolution window or a row of
-a Dense layer), a double-buffered vector memory, and an output stream of PE_c channels per word.
+a Dense layer), a double-buffered vector store, and an output stream of PE_c channels per word.
 The engine runs one output position of one context at a time: a sequencer walks the context's
-steps in the step ROM (see `hwgen.fpga.program`), and every lane multiplies its operand by its
-weight. The pipeline, one stage per line:
+steps (see `hwgen.fpga.program`), and every lane multiplies its operand by its weight. The
+pipeline, one stage per line:
 
-    issue      the sequencer presents the step address to the step ROM
-    read       ROM word out: fold flags, fold index, port addresses -> buffer read ports
-    multiply   operands (buffer words, element select) x weights -> product registers
+    issue      the sequencer presents the step address to the weight and control ROMs
+    read       control word out; step and fold counters; read addresses -> vector stores
+    select     vector words out, element select; weight word out
+    operand    operands and weights registered (a DSP's input registers)
+    multiply   products registered
     sum        an adder tree per PE (registered every TREE_LEVELS levels)
     accumulate acc = (first step of the fold ? bias : acc) + sum, bias from the fold ROM
-    requantize three stages (see `requant`), multiplier and shift from the fold ROM
-    emit       the last step of a fold writes PE_c results to the context's output queue
+    requantize R shared requantizers (see `requant`): the PE results of a finished fold drain
+               through them in D = ceil(PE / R) cycles, multipliers and shifts from their ROM
+    emit       the fold's PE_c results go to the context's output queue
+
+The vector store has one memory per read port, all written alike: block RAMs have one read
+port (iCE40) or two ports in all (ECP5), and yosys 0.70 crashes mapping one memory with many.
 
 A context starts an output position only when its next vector is complete and its output queue
 has room for all of that position's folds, so once started, a position runs to the end without a
@@ -20,26 +26,35 @@ stall, and a shared engine cannot deadlock waiting for a downstream layer. When 
 could start, they take turns (round robin). Measured on person_detect with 128 multipliers
 (6 engines): deepest layer first gave an interval 27 % over the model, shallowest first 25 %,
 round robin 16 %, and with the window generators' slack rows 3 %.
+
+Multipliers: a lane whose weight varies is a DSP multiplier, or one built from logic for the last
+`lut_lanes` such lanes (`arith.lut_multiply`); a lane with one constant weight is shifts and adds;
+a lane whose weight is always zero has none.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fpga.program import EngineProgram, Field
+from ..fpga.program import Affine, EngineProgram, Field
+from .arith import KEEP, const_multiply, lut_multiply
 from .requant import REQUANT_LATENCY, requantize
-from .streams import OutputQueue, word_layout, word_stream
-from .tables import channel_values, table
+from .streams import OutputQueue, memory_attrs, word_layout, word_stream
+from .tables import table
 
-__all__ = ["MacEngine", "TREE_LEVELS"]
+__all__ = ["MacEngine", "TREE_LEVELS", "engine_latency"]
 
 #: Adder tree levels between registers.
 TREE_LEVELS = 3
 
 #: Output positions an output queue holds (beyond the pipeline): slack between engines.
 QUEUE_POSITIONS = 4
+
+
 
 
 def _field(word, f: Field | int):
@@ -68,9 +83,25 @@ def _tree(m: Module, values: list, width: int, name: str) -> tuple[Signal, int]:
         depth += 1
 
 
+def tree_latency(simd: int) -> int:
+    widest, tree = max(1, simd), 1
+    while widest > 1:
+        widest = -(-widest // (1 << TREE_LEVELS))
+        tree += 1
+    return tree
+
+
+def engine_latency(program: EngineProgram) -> int:
+    """Cycles from issue to the output queue (for sizing the queues)."""
+    drain = program.requant.drain
+    return 5 + tree_latency(program.simd) + 1 + REQUANT_LATENCY + (0 if drain == 1 else drain + 3)
+
+
 class MacEngine(wiring.Component):
-    def __init__(self, program: EngineProgram):
-        self.program = program
+    def __init__(self, program: EngineProgram, lut_lanes: int = 0, placement: Mapping[str, str] | None = None):
+        """`placement`: where memories go ("bram", "lutram" or "logic") by local name: weights,
+        control, folds, requant, <layer>_vectors, <layer>_queue (default: yosys chooses)."""
+        self.program, self.lut_lanes, self.placement = program, lut_lanes, dict(placement or {})
         members = {}
         for k, c in enumerate(program.contexts):
             members[f"i{k}"] = In(word_stream(c.layer.in_type, c.layer.lanes))
@@ -89,53 +120,54 @@ class MacEngine(wiring.Component):
         prog = self.program
         contexts = prog.contexts
         n = len(contexts)
-        total_steps = len(prog.rom)
+        total_steps = prog.steps
         pe, simd = prog.pe, prog.simd
+        latency = engine_latency(prog)
 
-        m.submodules.steps = rom = memory.Memory(shape=unsigned(prog.width), depth=total_steps, init=prog.rom)
-        rom_port = rom.read_port()
-
-        # -- per context: vector buffer, fill, output queue ----------------------------------
-        latency = self._latency()
-        # Per half of a vector buffer: `full` while the fill may not overwrite it (until its last
+        # -- per context: vector stores, fill, output queue -----------------------------------------
+        # Per half of a vector store: `full` while the fill may not overwrite it (until its last
         # step has read it), `loaded` while it holds a vector no output position has started on.
-        buffers, full, loaded, read_half, queues, fill_half, fill_word = [], [], [], [], [], [], []
+        stores, full, loaded, read_half, queues, fill_half, fill_word = [], [], [], [], [], [], []
         for k, c in enumerate(contexts):
             layer = c.layer
             words = layer.words
-            mem = memory.Memory(shape=unsigned(layer.lanes * layer.in_type.bits), depth=2 * words, init=[])
-            m.submodules[f"{layer.name}_vectors"] = mem
-            wport = mem.write_port()
-            ports = [mem.read_port() for _ in c.ports]
-            buffers.append(ports)
-            full_c = Signal(2, name=f"{layer.name}_full")
-            loaded.append(Signal(2, name=f"{layer.name}_loaded"))
+            i = self.input(k)
             w_half = Signal(name=f"{layer.name}_fill_half")
             w_word = Signal(range(words), name=f"{layer.name}_fill_word")
-            r_half = Signal(name=f"{layer.name}_next_half")
+            full_c = Signal(2, name=f"{layer.name}_full")
+            m.d.comb += i.ready.eq(~full_c.bit_select(w_half, 1))
+            ports = []
+            for j in range(len(c.ports)):
+                mem = memory.Memory(shape=unsigned(layer.lanes * layer.in_type.bits), depth=2 * words, init=[],
+                                    attrs=self._attrs(f"{layer.name}_vectors"))
+                m.submodules[f"{layer.name}_vectors{j}"] = mem
+                wport = mem.write_port()
+                m.d.comb += [wport.addr.eq(w_half * words + w_word), wport.data.eq(i.payload.as_value()),
+                             wport.en.eq(i.valid & i.ready)]
+                ports.append(mem.read_port())
+            stores.append(ports)
+            loaded.append(Signal(2, name=f"{layer.name}_loaded"))
             full.append(full_c)
-            read_half.append(r_half)
+            read_half.append(Signal(name=f"{layer.name}_next_half"))
             fill_half.append(w_half)
             fill_word.append(w_word)
-            i = self.input(k)
-            m.d.comb += [i.ready.eq(~full_c.bit_select(w_half, 1)),
-                         wport.addr.eq(w_half * words + w_word), wport.data.eq(i.payload.as_value()),
-                         wport.en.eq(i.valid & i.ready)]
             with m.If(i.valid & i.ready):
                 m.d.sync += w_word.eq(Mux(w_word == words - 1, 0, w_word + 1))
                 with m.If(w_word == words - 1):
                     m.d.sync += w_half.eq(~w_half)
             depth = QUEUE_POSITIONS * c.folds + latency + 2
-            queue = OutputQueue(word_layout(layer.out_type, c.pe), depth, max_reserve=c.folds)
+            queue = OutputQueue(word_layout(layer.out_type, c.pe), depth, max_reserve=c.folds,
+                                kind=self.placement.get(f"{layer.name}_queue"))
             m.submodules[f"{layer.name}_queue"] = queue
             wiring.connect(m, wiring.flipped(self.output(k)), queue.o)
             queues.append(queue)
 
-        # -- sequencer ------------------------------------------------------------------------
+        # -- issue: the sequencer ------------------------------------------------------------------
         busy, ctx, half = Signal(), Signal(range(n)), Signal()
         addr, end = Signal(range(total_steps)), Signal(range(total_steps))
         runnable = [loaded[k].bit_select(read_half[k], 1) & (queues[k].free >= c.folds) for k, c in enumerate(contexts)]
-        can_start = ~busy | (addr == end)
+        at_end = addr == end
+        can_start = ~busy | at_end
         # Round robin: the first runnable context after the one that started last, so every layer
         # drains its input steadily and no upstream engine waits on a context the priority forgot.
         starts = [Signal(name=f"start{k}") for k in range(n)]
@@ -147,7 +179,9 @@ class MacEngine(wiring.Component):
             m.d.comb += starts[k].eq(can_start & candidates[k] & ~_any([candidates[j] for j in range(k)]))
             with m.If(starts[k]):
                 m.d.sync += previous.eq(k)
-        with m.If(busy & (addr == end)):
+        fresh = Signal()   # the step at `addr` is the first of an output position
+        m.d.sync += fresh.eq(_any(starts))
+        with m.If(busy & at_end):
             m.d.sync += busy.eq(0)
         with m.Elif(busy):
             m.d.sync += addr.eq(addr + 1)
@@ -157,17 +191,44 @@ class MacEngine(wiring.Component):
                              half.eq(read_half[k]), read_half[k].eq(~read_half[k])]
             m.d.comb += queues[k].reserve.eq(Mux(starts[k], c.folds, 0))
         m.d.comb += [self.busy[k].eq(busy & (ctx == k)) for k in range(n)]
-        m.d.comb += rom_port.addr.eq(addr)
+        control = None
+        if prog.control_rom:
+            m.submodules.control = rom = memory.Memory(shape=unsigned(prog.control_width), depth=total_steps,
+                                                       init=prog.control_rom, attrs=self._attrs("control"))
+            control = rom.read_port()
+            m.d.comb += control.addr.eq(addr)
 
-        # -- read: ROM word -> buffer addresses ---------------------------------------------------
-        valid1, ctx1, half1 = Signal(), Signal(range(n), reset_less=True), Signal(reset_less=True)
-        m.d.sync += [valid1.eq(busy), ctx1.eq(ctx), half1.eq(half)]
-        word = rom_port.data
+        # -- read: counters and read addresses ----------------------------------------------------------
+        valid1, start1, end1 = Signal(), Signal(), Signal()
+        ctx1, half1 = Signal(range(n), reset_less=True), Signal(reset_less=True)
+        addr1 = Signal(range(total_steps), reset_less=True)
+        m.d.sync += [valid1.eq(busy), start1.eq(busy & fresh), end1.eq(busy & at_end), ctx1.eq(ctx),
+                     half1.eq(half), addr1.eq(addr)]
+        word = control.data if control is not None else Const(0, 1)
+        # k: the step within its fold, f: the fold within the output position
+        k_next, f_reg, prev_last = Signal(range(max(2, total_steps + 1))), Signal(range(max(2, prog.folds + 1))), Signal()
+        new_fold = start1 | prev_last
+        k1 = Mux(new_fold, 0, k_next)
+        f1 = Mux(start1, 0, Mux(prev_last, f_reg + 1, f_reg))
+        counted = [c.fold_steps for c in contexts]
+        if all(s is not None for s in counted):
+            last1 = k1 == table([s - 1 for s in counted], ctx1)
+        else:
+            rom_last = word[prog.last.offset]
+            uniform = table([int(s is not None) for s in counted], ctx1)
+            last1 = Mux(uniform, k1 == table([(s or 1) - 1 for s in counted], ctx1), rom_last)
+        last1_s = Signal(name="last1")
+        m.d.comb += last1_s.eq(last1)
+        with m.If(valid1):
+            m.d.sync += [k_next.eq(k1 + 1), f_reg.eq(f1), prev_last.eq(last1_s)]
         for k, c in enumerate(contexts):
-            for port, f in zip(buffers[k], c.ports):
-                m.d.comb += port.addr.eq(half1 * c.layer.words + _field(word, f))
-            release = valid1 & (ctx1 == k) & word[prog.pixel_last.offset]
+            active = valid1 & (ctx1 == k)
+            for j, (port, f) in enumerate(zip(stores[k], c.ports)):
+                offset = _field(word, f) if isinstance(f, Field) else self._affine(m, f, active, start1, prev_last,
+                                                                                    c.layer.words, f"{c.layer.name}_p{j}")
+                m.d.comb += port.addr.eq(Mux(half1, offset + c.layer.words, offset))
             filled = self.input(k).valid & self.input(k).ready & (fill_word[k] == c.layer.words - 1)
+            release = active & end1
             for h in range(2):
                 with m.If(filled & (fill_half[k] == h)):
                     m.d.sync += [full[k][h].eq(1), loaded[k][h].eq(1)]
@@ -176,19 +237,28 @@ class MacEngine(wiring.Component):
                         m.d.sync += full[k][h].eq(0)
                     with m.If(starts[k] & (read_half[k] == h)):
                         m.d.sync += loaded[k][h].eq(0)
-        valid2, ctx2 = Signal(), Signal(range(n), reset_less=True)
-        first2, last2 = Signal(reset_less=True), Signal(reset_less=True)
-        fold2 = Signal(prog.fold.width, reset_less=True)
-        m.d.sync += [valid2.eq(valid1), ctx2.eq(ctx1), first2.eq(word[prog.first.offset]),
-                     last2.eq(word[prog.last.offset]), fold2.eq(_field(word, prog.fold))]
-        fields2 = {}
-        for f in {f for c in contexts for _, f in c.sources.values() if isinstance(f, Field)} | \
-                 {f for f in prog.weights.values() if isinstance(f, Field)}:
-            reg = Signal(signed(f.width) if f.signed else unsigned(f.width), name=f"field{f.offset}", reset_less=True)
-            m.d.sync += reg.eq(_field(word, f))
-            fields2[f] = reg
+        weight_word = None
+        if prog.weight_rom:
+            m.submodules.weights = wrom = memory.Memory(shape=unsigned(prog.weight_width), depth=total_steps,
+                                                        init=prog.weight_rom, attrs=self._attrs("weights"))
+            wport = wrom.read_port()
+            m.d.comb += wport.addr.eq(addr1)
+            weight_word = wport.data   # at the select stage
+        fold1 = Signal(range(max(2, prog.folds)), name="fold1")
+        m.d.comb += fold1.eq(table([c.fold_base for c in contexts], ctx1) + f1)
 
-        # -- multiply ---------------------------------------------------------------------------------
+        # -- select: element of each port's word -------------------------------------------------------
+        valid2, ctx2, first2, last2, fold2 = self._delay(m, [valid1, ctx1, new_fold, last1_s, fold1], 1, "s2")
+        sel2 = {}
+        for f in {f for c in contexts for _, f in c.sources.values() if isinstance(f, Field)}:
+            reg = Signal(unsigned(f.width), name=f"select{f.offset}", reset_less=True)
+            m.d.sync += reg.eq(_field(word, f))
+            sel2[f] = reg
+
+        # -- operand: registered operands and weights ------------------------------------------------
+        valid3, ctx3, first3, last3, fold3 = self._delay(m, [valid2, ctx2, first2, last2, fold2], 1, "s3")
+        variable = prog.variable_lanes
+        in_logic = set(variable[len(variable) - min(self.lut_lanes, len(variable)):])
         products = [[None] * simd for _ in range(pe)]
         for p in range(pe):
             for l in range(simd):
@@ -201,75 +271,143 @@ class MacEngine(wiring.Component):
                         if (p, l) not in c.sources:
                             continue
                         port, sub = c.sources[p, l]
-                        data = buffers[k][port].data
+                        data = stores[k][port].data
                         bits = c.layer.in_type.bits
-                        element = data.word_select(fields2[sub] if isinstance(sub, Field) else sub, bits)
+                        element = data.word_select(sel2[sub] if isinstance(sub, Field) else sub, bits)
                         with m.Case(k):
                             m.d.comb += operand.eq(element.as_signed() if c.layer.in_type.signed else element)
-                weight = fields2[w] if isinstance(w, Field) else Const(w, signed(prog.weight.bits))
-                product = Signal(signed(prog.operand.bits + prog.weight.bits), name=f"p{p}_{l}", reset_less=True)
-                m.d.sync += product.eq(operand * weight)
+                x3 = Signal(signed(prog.operand.bits), name=f"x{p}_{l}_r", reset_less=True)
+                m.d.sync += x3.eq(operand)
+                product = Signal(signed(prog.operand.bits + prog.weight.bits), name=f"p{p}_{l}", reset_less=True,
+                                 attrs=KEEP)
+                if isinstance(w, int):
+                    m.d.sync += product.eq(const_multiply(x3, w))
+                else:
+                    w3 = Signal(signed(prog.weight.bits), name=f"w{p}_{l}_r", reset_less=True)
+                    m.d.sync += w3.eq(_field(weight_word, w))
+                    m.d.sync += product.eq(lut_multiply(x3, w3) if (p, l) in in_logic else x3 * w3)
                 products[p][l] = product
-        valid3, ctx3, first3, last3, fold3 = self._delay(m, [valid2, ctx2, first2, last2, fold2], 1, "s3")
+        valid4, ctx4, first4, last4, fold4 = self._delay(m, [valid3, ctx3, first3, last3, fold3], 1, "s4")
 
-        # -- sum ------------------------------------------------------------------------------------------
+        # -- sum ----------------------------------------------------------------------------------------
         trees = [_tree(m, [x for x in products[p] if x is not None], prog.acc.bits, f"sum{p}") for p in range(pe)]
-        tree_latency = max(latency for _, latency in trees)  # PEs without multipliers have shallower trees
-        sums = [self._delay(m, [None, s], tree_latency - latency, f"sum{p}_align")[1]
-                for p, (s, latency) in enumerate(trees)]
-        valid4, ctx4, first4, last4, fold4 = self._delay(m, [valid3, ctx3, first3, last3, fold3], tree_latency, "s4")
+        depth = max(lat for _, lat in trees)  # PEs without multipliers have shallower trees
+        sums = [self._delay(m, [None, s], depth - lat, f"sum{p}_align")[1] for p, (s, lat) in enumerate(trees)]
+        valid5, ctx5, first5, last5, fold5 = self._delay(m, [valid4, ctx4, first4, last4, fold4], depth, "s5")
         # fold ROM: read one cycle ahead, so its word is out at the accumulate stage
-        fold_rom, fold_fields = self._fold_rom()
-        m.submodules.folds = fold_mem = memory.Memory(shape=unsigned(fold_fields["width"]), depth=max(1, prog.folds),
-                                                      init=fold_rom)
+        m.submodules.folds = fold_mem = memory.Memory(shape=unsigned(max(1, pe * prog.acc.bits)),
+                                                      depth=max(1, prog.folds), init=prog.fold_rom,
+                                                      attrs=self._attrs("folds"))
         fold_port = fold_mem.read_port()
-        _, _, _, _, fold_early = self._delay(m, [valid3, ctx3, first3, last3, fold3], tree_latency - 1, "s4e")
+        fold_early = self._delay(m, [valid4, fold4], depth - 1, "s5e")[1]
         m.d.comb += fold_port.addr.eq(fold_early)
 
-        # -- accumulate ---------------------------------------------------------------------------------------
-        valid5, ctx5, last5 = Signal(), Signal(range(n), reset_less=True), Signal(reset_less=True)
-        m.d.sync += [valid5.eq(valid4), ctx5.eq(ctx4), last5.eq(last4)]
-        accs, mults, shifts = [], [], []
+        # -- accumulate -----------------------------------------------------------------------------------
+        valid6, ctx6, last6, fold6 = self._delay(m, [valid5, ctx5, last5, fold5], 1, "s6")
+        accs = []
         for p in range(pe):
-            bias = _field(fold_port.data, fold_fields["bias"][p])
             acc = Signal(signed(prog.acc.bits), name=f"acc{p}", reset_less=True)
-            with m.If(valid4):
-                m.d.sync += acc.eq(Mux(first4, bias, acc) + sums[p])
-            mult = Signal(unsigned(fold_fields["multiplier"][p].width), name=f"multiplier{p}", reset_less=True)
-            shift = Signal(unsigned(fold_fields["shift"][p].width), name=f"shift{p}", reset_less=True)
-            m.d.sync += [mult.eq(_field(fold_port.data, fold_fields["multiplier"][p])),
-                         shift.eq(_field(fold_port.data, fold_fields["shift"][p]))]
+            with m.If(valid5):
+                m.d.sync += acc.eq(Mux(first5, _field(fold_port.data, prog.bias[p]), acc) + sums[p])
             accs.append(acc)
-            mults.append(mult)
-            shifts.append(shift)
+        fold_end = Signal(name="fold_end")
+        m.d.comb += fold_end.eq(valid6 & last6)
+        self._requantize(m, accs, fold_end, ctx6, fold6, fold5, queues)
+        return m
 
-        # -- requantize and emit -------------------------------------------------------------------------------
-        zero_point = table([c.layer.requant.zero_point for c in contexts], ctx5)
-        lo = table([c.layer.requant.lo for c in contexts], ctx5)
-        hi = table([c.layer.requant.hi for c in contexts], ctx5)
+    def _attrs(self, name: str):
+        return memory_attrs(self.placement.get(name))
+
+    def _affine(self, m: Module, a: Affine, active, start, prev_last, words: int, name: str):
+        """The read address a.step*k + a.fold*f + a.offset at the read stage, from two registers."""
+        if a.constant:
+            return a.offset
+        width = range(max(2, 2 * words))
+        fold_reg, step_reg = Signal(width, name=f"{name}_fold"), Signal(width, name=f"{name}_next")
+        fold_now = Signal(width, name=f"{name}_fold_now")
+        address = Signal(width, name=f"{name}_addr")
+        m.d.comb += fold_now.eq(Mux(start, a.offset, Mux(prev_last, fold_reg + a.fold, fold_reg)))
+        m.d.comb += address.eq(Mux(start | prev_last, fold_now, step_reg))
+        with m.If(active):
+            m.d.sync += [fold_reg.eq(fold_now), step_reg.eq(address + a.step)]
+        return address
+
+    def _requantize(self, m: Module, accs: list, fold_end, ctx, fold, fold_before, queues) -> None:
+        """The PE results of each finished fold through the shared requantizers into the output queues."""
+        prog = self.program
+        rq = prog.requant
+        contexts = prog.contexts
+        n = len(contexts)
         roundings = {c.layer.requant.rounding for c in contexts}
         assert len(roundings) == 1, "one rounding mode per model"
         rounding = roundings.pop()
         out_bits = max(c.layer.out_type.bits + (0 if c.layer.out_type.signed else 1) for c in contexts)
-        max_shift = max(max(c.layer.requant.shift) for c in contexts)
-        fold_end = valid5 & last5  # requantize only finished sums
-        outs = [requantize(m, accs[p], mults[p], shifts[p], zero_point, lo, hi, rounding, signed(out_bits),
-                           valid=fold_end, max_shift=max_shift, name=f"rq{p}") for p in range(pe)]
-        valid8, ctx8, last8 = self._delay(m, [valid5, ctx5, last5], REQUANT_LATENCY, "s8")
+        params = None
+        if rq.rom:
+            m.submodules.requant = rom = memory.Memory(shape=unsigned(rq.width), depth=len(rq.rom), init=rq.rom,
+                                                       attrs=self._attrs("requant"))
+            params = rom.read_port()
+
+        def requantizers(inputs, rq_ctx, valid):
+            word = params.data if params is not None else None
+            zero_point = table([c.layer.requant.zero_point for c in contexts], rq_ctx)
+            lo = table([c.layer.requant.lo for c in contexts], rq_ctx)
+            hi = table([c.layer.requant.hi for c in contexts], rq_ctx)
+            return [requantize(m, x, _field(word, rq.multiplier[r]), _field(word, rq.shift[r]), zero_point, lo, hi,
+                               rounding, signed(out_bits), valid=valid, max_shift=rq.max_shift,
+                               min_shift=rq.min_shift, name=f"rq{r}") for r, x in enumerate(inputs)]
+
+        if rq.drain == 1:  # a requantizer per PE: the accumulators feed them directly
+            if params is not None:
+                m.d.comb += params.addr.eq(fold_before)
+            outs = requantizers(accs, ctx, fold_end)
+            valid_out, ctx_out = self._delay(m, [fold_end, ctx], REQUANT_LATENCY, "rq_out")
+            payload = outs
+        else:
+            outs, valid_out, ctx_out, payload = self._drain(m, accs, fold_end, ctx, fold, params, requantizers)
         for k, c in enumerate(contexts):
             queue = queues[k]
-            m.d.comb += queue.w.valid.eq(valid8 & last8 & (ctx8 == k))
-            m.d.comb += [queue.w.payload[p].eq(outs[p]) for p in range(c.pe)]
-        return m
+            m.d.comb += queue.w.valid.eq(valid_out & (ctx_out == k))
+            m.d.comb += [queue.w.payload[p].eq(payload[p]) for p in range(c.pe)]
 
-    def _latency(self) -> int:
-        """Cycles from issue to the output queue (for sizing the queues)."""
-        widest = max(1, self.program.simd)
-        tree = 1
-        while widest > 1:
-            widest = -(-widest // (1 << TREE_LEVELS))
-            tree += 1
-        return 4 + tree + 1 + REQUANT_LATENCY
+    def _drain(self, m: Module, accs: list, fold_end, ctx, fold, params, requantizers):
+        """D > 1: hold a fold's results, feed R of them per cycle to the requantizers, collect the outputs."""
+        prog = self.program
+        rq = prog.requant
+        contexts = prog.contexts
+        r, d = rq.count, rq.drain
+        n = len(contexts)
+        pending = [Signal.like(a, name=f"pending{p}", reset_less=True) for p, a in enumerate(accs)]
+        draining, j = Signal(), Signal(range(d))
+        d_ctx, d_fold = Signal(range(n), reset_less=True), Signal.like(fold, name="drain_fold", reset_less=True)
+        last_j = j == table([-(-c.pe // r) - 1 for c in contexts], d_ctx)
+        with m.If(draining):
+            m.d.sync += j.eq(j + 1)
+            with m.If(last_j):
+                m.d.sync += draining.eq(0)
+        with m.If(fold_end):  # the engine never ends a fold before the last one drained (min_requantizers)
+            m.d.sync += [draining.eq(1), j.eq(0), d_ctx.eq(ctx), d_fold.eq(fold)]
+            m.d.sync += [q.eq(a) for q, a in zip(pending, accs)]
+        if params is not None:
+            m.d.comb += params.addr.eq(d_fold * rq.stride + j)
+        # requantizer inputs: group j of the pending results, registered with their ROM word
+        inputs = [Signal.like(accs[0], name=f"rq_in{k}", reset_less=True) for k in range(r)]
+        for k in range(r):
+            group = [pending[g * r + k] if g * r + k < len(pending) else 0 for g in range(d)]
+            with m.Switch(j):
+                for g, value in enumerate(group):
+                    with m.Case(g):
+                        m.d.sync += inputs[k].eq(value)
+        valid_in, j_in, ctx_in, last_in = self._delay(m, [draining, j, d_ctx, last_j], 1, "rq_in")
+        outs = requantizers(inputs, ctx_in, valid_in)
+        valid_o, j_o, ctx_o, last_o = self._delay(m, [valid_in, j_in, ctx_in, last_in], REQUANT_LATENCY, "rq_o")
+        collected = [Signal(signed(len(outs[0])), name=f"out{p}", reset_less=True) for p in range(prog.pe)]
+        for p in range(prog.pe):
+            with m.If(valid_o & (j_o == p // r)):
+                m.d.sync += collected[p].eq(outs[p % r])
+        valid_out, ctx_out = Signal(), Signal(range(n), reset_less=True)
+        m.d.sync += [valid_out.eq(valid_o & last_o), ctx_out.eq(ctx_o)]
+        return outs, valid_out, ctx_out, collected
 
     @staticmethod
     def _delay(m: Module, values: list, cycles: int, name: str) -> list:
@@ -282,35 +420,6 @@ class MacEngine(wiring.Component):
                 v = reg
             out.append(v)
         return out
-
-    def _fold_rom(self) -> tuple[list[int], dict]:
-        """One word per fold: bias, multiplier and shift of every PE's output channel."""
-        prog = self.program
-        contexts = prog.contexts
-        acc_bits = prog.acc.bits
-        mult_bits = max(1, max(max(c.layer.requant.multiplier).bit_length() for c in contexts))
-        shift_bits = max(1, max(max(c.layer.requant.shift) for c in contexts).bit_length())
-        offset, fields = 0, {"bias": [], "multiplier": [], "shift": []}
-        for p in range(prog.pe):
-            for name, width, is_signed in (("bias", acc_bits, True), ("multiplier", mult_bits, False),
-                                           ("shift", shift_bits, False)):
-                fields[name].append(Field(offset, width, is_signed))
-                offset += width
-        fields["width"] = offset
-        words = []
-        for c in contexts:
-            layer = c.layer
-            cout = len(layer.bias)
-            mult = channel_values(layer.requant.multiplier, cout)
-            shift = channel_values(layer.requant.shift, cout)
-            for f in range(c.folds):
-                word = 0
-                for p in range(c.pe):
-                    o = f * c.pe + p
-                    word |= fields["bias"][p].pack(int(layer.bias[o]))
-                    word |= fields["multiplier"][p].pack(int(mult[o])) | fields["shift"][p].pack(int(shift[o]))
-                words.append(word)
-        return words, fields
 
 
 def _any(bits):

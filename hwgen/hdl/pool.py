@@ -113,9 +113,10 @@ class AvgPoolUnit(wiring.Component):
             hi = table([self.requants[c].hi for c in classes], klass)
             lo, hi = _delay(m, lo, f"lo{k}"), _delay(m, hi, f"hi{k}")
             max_shift = max(max(r.shift) for r in self.requants.values())
+            min_shift = min(min(r.shift) for r in self.requants.values())
             out = requantize(m, final, params["multiplier"], params["shift"], rq.zero_point, lo, hi,
                              rq.rounding, element_shape(self.otype),
-                             max_shift=max_shift, name=f"rq{k}")
+                             max_shift=max_shift, min_shift=min_shift, name=f"rq{k}")
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)
         return m
@@ -176,7 +177,8 @@ class GlobalAvgPoolUnit(wiring.Component):
             shift = _delay(m, table([channel_values(rq.shift, self.channels)[c * self.lanes + k]
                                      for c in range(chunks)], chunk), f"shift{k}")
             out = requantize(m, final, mult, shift, rq.zero_point, rq.lo, rq.hi, rq.rounding,
-                             element_shape(self.otype), max_shift=max(rq.shift), name=f"rq{k}")
+                             element_shape(self.otype), max_shift=max(rq.shift), min_shift=min(rq.shift),
+                             name=f"rq{k}")
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)
         return m

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 
 from amaranth import Cat, Module, Mux, Shape, Signal, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
 
-__all__ = ["element_shape", "word_layout", "word_stream", "StreamFifo", "LaneConverter", "Fork"]
+__all__ = ["element_shape", "word_layout", "word_stream", "StreamFifo", "LaneConverter", "Fork", "OutputQueue",
+           "memory_attrs", "SMALL_QUEUE"]
 
 
 def element_shape(itype: IntType) -> Shape:
@@ -30,20 +31,29 @@ def word_stream(itype: IntType, lanes: int) -> stream.Signature:
 
 
 #: Queues up to this deep are registers with a combinational read (LUT RAM, cheap to simulate);
-#: deeper ones are Amaranth's SyncFIFOBuffered (block RAM with a registered read).
+#: deeper ones keep their words in a memory with a registered read (block RAM).
 SMALL_QUEUE = 32
+
+#: Where a memory goes (a plan's placement) -> the yosys attribute that puts it there.
+RAM_STYLES = {"bram": "block", "lutram": "distributed", "logic": "logic"}
+
+
+def memory_attrs(kind: str | None) -> dict | None:
+    """The attributes that make yosys map a memory as `kind` ("bram", "lutram", "logic"; None: its choice)."""
+    return None if kind is None else {"ram_style": RAM_STYLES[kind]}
 
 
 class _SmallFifo(wiring.Component):
     """`depth` words in a circular buffer; `i.ready` and `o.valid` come from registers."""
 
-    def __init__(self, width: int, depth: int):
-        self.width, self.depth = width, depth
+    def __init__(self, width: int, depth: int, kind: str | None = None):
+        self.width, self.depth, self.kind = width, depth, kind
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.storage = storage = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[])
+        m.submodules.storage = storage = memory.Memory(shape=unsigned(self.width), depth=self.depth, init=[],
+                                                       attrs=memory_attrs(self.kind))
         write, read = storage.write_port(), storage.read_port(domain="comb")
         head, tail = Signal(range(self.depth)), Signal(range(self.depth))
         level = Signal(range(self.depth + 1))
@@ -60,18 +70,48 @@ class _SmallFifo(wiring.Component):
         return m
 
 
-def _fifo(width: int, depth: int) -> wiring.Component | fifo.SyncFIFOBuffered:
-    return _SmallFifo(width, depth) if depth <= SMALL_QUEUE else fifo.SyncFIFOBuffered(width=width, depth=depth + 1)
+class _BlockFifo(wiring.Component):
+    """`depth` words: depth - 1 in a memory with a registered read port, whose output register
+    holds the next word (the design of Amaranth's SyncFIFOBuffered, with a placeable memory)."""
+
+    def __init__(self, width: int, depth: int, kind: str | None = None):
+        assert depth >= 2
+        self.width, self.depth, self.kind = width, depth, kind
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
+
+    def elaborate(self, platform):
+        m = Module()
+        inner = self.depth - 1
+        m.submodules.storage = storage = memory.Memory(shape=unsigned(self.width), depth=inner, init=[],
+                                                       attrs=memory_attrs(self.kind))
+        write, read = storage.write_port(), storage.read_port()
+        produce, consume = Signal(range(inner)), Signal(range(inner))
+        level = Signal(range(inner + 1))   # words in the memory
+        push = self.i.valid & self.i.ready
+        fetch = (level != 0) & (~self.o.valid | self.o.ready)   # memory -> the read port's register
+        m.d.comb += [self.i.ready.eq(level != inner), write.addr.eq(produce), write.data.eq(self.i.payload),
+                     write.en.eq(push), read.addr.eq(consume), read.en.eq(fetch), self.o.payload.eq(read.data)]
+        with m.If(push):
+            m.d.sync += produce.eq(Mux(produce == inner - 1, 0, produce + 1))
+        with m.If(fetch):
+            m.d.sync += [consume.eq(Mux(consume == inner - 1, 0, consume + 1)), self.o.valid.eq(1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        m.d.sync += level.eq(level + push - fetch)
+        return m
+
+
+def _fifo(width: int, depth: int, kind: str | None = None) -> wiring.Component:
+    """A queue of `depth` words; `kind` places its memory (block RAM only with a registered read)."""
+    if depth <= SMALL_QUEUE and kind != "bram":
+        return _SmallFifo(width, depth, kind)
+    return _BlockFifo(width, depth + 1, kind)
 
 
 def _connect_fifo(m: Module, queue, i, o) -> None:
-    """Connect stream `i` -> queue -> stream `o`, whichever kind the queue is."""
-    if isinstance(queue, _SmallFifo):
-        m.d.comb += [queue.i.payload.eq(i.payload.as_value()), queue.i.valid.eq(i.valid), i.ready.eq(queue.i.ready),
-                     o.payload.eq(queue.o.payload), o.valid.eq(queue.o.valid), queue.o.ready.eq(o.ready)]
-    else:
-        m.d.comb += [queue.w_data.eq(i.payload.as_value()), queue.w_en.eq(i.valid), i.ready.eq(queue.w_rdy),
-                     o.payload.eq(queue.r_data), o.valid.eq(queue.r_rdy), queue.r_en.eq(o.ready)]
+    """Connect stream `i` -> queue -> stream `o`."""
+    m.d.comb += [queue.i.payload.eq(i.payload.as_value()), queue.i.valid.eq(i.valid), i.ready.eq(queue.i.ready),
+                 o.payload.eq(queue.o.payload), o.valid.eq(queue.o.valid), queue.o.ready.eq(o.ready)]
 
 
 class StreamFifo(wiring.Component):
@@ -81,13 +121,13 @@ class StreamFifo(wiring.Component):
     between the units it connects.
     """
 
-    def __init__(self, layout: data.ArrayLayout, depth: int):
-        self.layout, self.depth = layout, depth
+    def __init__(self, layout: data.ArrayLayout, depth: int, kind: str | None = None):
+        self.layout, self.depth, self.kind = layout, depth, kind
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = _fifo(self.layout.size, max(2, self.depth))
+        m.submodules.queue = queue = _fifo(self.layout.size, max(2, self.depth), self.kind)
         _connect_fifo(m, queue, self.i, self.o)
         return m
 
@@ -178,10 +218,10 @@ class OutputQueue(wiring.Component):
     leave on `o`. `free` is registered, so `o.ready` never reaches the unit's control path.
     """
 
-    def __init__(self, layout: data.ArrayLayout, depth: int, max_reserve: int = 1):
+    def __init__(self, layout: data.ArrayLayout, depth: int, max_reserve: int = 1, kind: str | None = None):
         if depth < max_reserve:
             raise ValueError(f"queue depth {depth} is below the largest reservation {max_reserve}")
-        self.layout, self.depth, self.max_reserve = layout, depth, max_reserve
+        self.layout, self.depth, self.max_reserve, self.kind = layout, depth, max_reserve, kind
         super().__init__({
             "w": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
@@ -191,9 +231,9 @@ class OutputQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        # (SyncFIFOBuffered's inner queue has depth - 1 places and fills a cycle before its output
+        # (A block queue's memory has depth - 1 places and fills a cycle before its output
         # register does: _fifo gives it one place more, so `depth` back-to-back writes always fit.)
-        m.submodules.queue = queue = _fifo(self.layout.size, self.depth)
+        m.submodules.queue = queue = _fifo(self.layout.size, self.depth, self.kind)
         outstanding = Signal(range(self.depth + 1))
         popped = self.o.valid & self.o.ready
         m.d.sync += outstanding.eq(outstanding + self.reserve - popped)

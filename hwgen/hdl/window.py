@@ -21,9 +21,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
 from ..ir import conv_output_hw
-from .streams import OutputQueue, word_layout, word_stream
+from .streams import OutputQueue, memory_attrs, word_layout, word_stream
 
-__all__ = ["WindowGenerator"]
+__all__ = ["WindowGenerator", "window_rows"]
 
 #: Output queue depth: read latency (1) plus room for the consumer to stall without a bubble.
 QUEUE_DEPTH = 4
@@ -33,10 +33,18 @@ QUEUE_DEPTH = 4
 SLACK_ROWS = 4
 
 
+def window_rows(shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                dilation: tuple[int, int]) -> int:
+    """Rows the line buffer of an (H, W, C) map holds (see the module docstring)."""
+    span = (kernel[0] - 1) * dilation[0] + 1
+    return span + stride[0] + min(SLACK_ROWS, max(0, shape[0] - span))
+
+
 class WindowGenerator(wiring.Component):
     def __init__(self, itype: IntType, lanes: int, shape: tuple[int, int, int], kernel: tuple[int, int],
                  stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
-                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0):
+                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0, kind: str | None = None):
+        """`kind`: where the line buffer goes ("bram", "lutram", "logic"; default: yosys chooses)."""
         h, w, c = shape
         if c % lanes:
             raise ValueError(f"{lanes} lanes do not divide {c} channels")
@@ -44,11 +52,11 @@ class WindowGenerator(wiring.Component):
             raise ValueError(f"pad value {pad_value} is outside {itype}")
         self.itype, self.lanes, self.shape = itype, lanes, shape
         self.kernel, self.stride, self.dilation, self.pads, self.pad_value = kernel, stride, dilation, pads, pad_value
+        self.kind = kind
         self.out_hw = conv_output_hw((h, w), kernel, stride, dilation, pads)
         if min(self.out_hw) < 1:
             raise ValueError(f"window {kernel} with pads {pads} does not fit a {h}x{w} map")
-        span = (kernel[0] - 1) * dilation[0] + 1
-        self.rows = span + stride[0] + min(SLACK_ROWS, max(0, h - span))
+        self.rows = window_rows(shape, kernel, stride, dilation)
         super().__init__({"i": In(word_stream(itype, lanes)), "o": Out(word_stream(itype, lanes)),
                           "busy": Out(1)})
 
@@ -70,7 +78,8 @@ class WindowGenerator(wiring.Component):
         layout = word_layout(self.itype, self.lanes)
         count = unsigned((4 * (h + rows)).bit_length())  # row counters, modulo 2**bits
 
-        m.submodules.mem = mem = memory.Memory(shape=unsigned(layout.size), depth=rows * w * chunks, init=[])
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(layout.size), depth=rows * w * chunks, init=[],
+                                               attrs=memory_attrs(self.kind))
         wport = mem.write_port()
         rport = mem.read_port()
 

@@ -74,7 +74,7 @@ def test_mobilenet_plan():
 def test_json_round_trip_is_exact():
     plan = make_plan(compile_model(MOBILENET).graph, budget=16)
     assert plan_from_json(json.loads(json.dumps(plan_to_json(plan)))) == plan
-    with pytest.raises(ValueError, match="not a hwgen-fpga-plan/1 plan"):
+    with pytest.raises(ValueError, match="not a hwgen-fpga-plan/2 plan"):
         plan_from_json({"format": "other"})
 
 

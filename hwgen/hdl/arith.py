@@ -1,0 +1,115 @@
+"""Multipliers whose FPGA mapping the generator decides, not yosys.
+
+`synth_ice40 -dsp` and `synth_ecp5` put every `$mul` cell into DSP blocks (constant operands
+included) and never fall back to logic when the DSPs run out. So the hardware says what it wants:
+
+* `dsp_multiply`: `a * b` split into chunks of at most `DSP_CHUNK` bits, one `$mul` per pair of
+  chunks: each becomes exactly one iCE40 SB_MAC16 or ECP5 MULT18X18D, so a product costs
+  `dsp_chunks(a) * dsp_chunks(b)` DSPs (the resource model counts them this way);
+* `lut_multiply`: shift-and-add partial products, no `$mul` at all: logic only;
+* `const_multiply`: a product by a constant in canonical signed digits (shifts and adds): logic.
+
+All three return exact products (signed, wide enough for any operand values).
+"""
+
+from __future__ import annotations
+
+from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
+
+__all__ = ["DSP_CHUNK", "dsp_chunks", "chunk_widths", "dsp_multiply", "lut_multiply", "const_multiply",
+           "csd_digits", "product_shape", "KEEP"]
+
+#: On every product register an adder reads: yosys 0.70's `ice40_dsp` otherwise packs the
+#: register and the adder into SB_MAC16s wrongly (a post-synthesis simulation of a 2x4 engine gave
+#: 72 of 80 outputs wrong, with half the lanes' logic gone); with it, the netlist is exact.
+KEEP = {"keep": 1}
+
+#: Widest operand chunk one DSP multiplies: the iCE40's 16x16 (signed or unsigned per operand);
+#: ECP5's 18x18 signed takes a 16-bit unsigned chunk as 17 signed bits.
+DSP_CHUNK = 16
+
+
+def chunk_widths(bits: int) -> list[int]:
+    """`bits` split into nearly equal chunks of at most DSP_CHUNK (no tiny chunk yosys would put in LUTs)."""
+    n = max(1, -(-bits // DSP_CHUNK))
+    base, extra = divmod(bits, n)
+    return [base + (1 if k < extra else 0) for k in range(n)]
+
+
+def dsp_chunks(bits: int) -> int:
+    return len(chunk_widths(bits))
+
+
+def product_shape(a: Value, b) -> int:
+    """Bits of a signed product of `a` and `b` (a Value or an int)."""
+    b_bits = len(b) + (0 if b.shape().signed else 1) if isinstance(b, Value) else max(1, b.bit_length()) + 1
+    return len(a) + (0 if a.shape().signed else 1) + b_bits
+
+
+def _chunks(value: Value) -> list[tuple[Value, int]]:
+    """(chunk, offset): unsigned low chunks and a top chunk as signed as `value`."""
+    out, offset = [], 0
+    widths = chunk_widths(len(value))
+    for k, width in enumerate(widths):
+        part = value[offset:offset + width]
+        out.append((part.as_signed() if k == len(widths) - 1 and value.shape().signed else part, offset))
+        offset += width
+    return out
+
+
+def dsp_multiply(m: Module, a: Value, b: Value | int, name: str) -> tuple[Signal, int]:
+    """`a * b` as registered chunk products then their registered sum: (product, latency 2)."""
+    width = product_shape(a, b)
+    if isinstance(b, int):
+        b = Const(b, signed(b.bit_length() + 1) if b < 0 else unsigned(max(1, b.bit_length())))
+    parts = []
+    for i, (x, xo) in enumerate(_chunks(a)):
+        for j, (y, yo) in enumerate(_chunks(b)):
+            reg = Signal(signed(len(x) + len(y) + 1), name=f"{name}_pp{i}_{j}", reset_less=True, attrs=KEEP)
+            m.d.sync += reg.eq(x * y)
+            parts.append((reg, xo + yo))
+    total = Signal(signed(width), name=f"{name}_product", reset_less=True)
+    m.d.sync += total.eq(_tree_sum([p << s if s else p for p, s in parts]))
+    return total, 2
+
+
+def _tree_sum(values: list):
+    values = list(values)
+    while len(values) > 1:
+        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k] for k in range(0, len(values), 2)]
+    return values[0]
+
+
+def lut_multiply(a: Value, b: Value) -> Value:
+    """`a * b` (b signed or unsigned) as a sum of partial products: `b`'s bits select shifted `a`s."""
+    bits = len(b)
+    terms = []
+    for k in range(bits):
+        term = Mux(b[k], a.as_signed() if a.shape().signed else a, 0)
+        if k == bits - 1 and b.shape().signed:
+            terms.append(-(term << k) if k else -term)   # the sign bit weighs -2**(bits-1)
+        else:
+            terms.append(term << k if k else term)
+    return _tree_sum(terms)
+
+
+def csd_digits(c: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of c: [(shift, +1 or -1)], no two adjacent, fewest non-zeros."""
+    digits, k = [], 0
+    while c:
+        if c & 1:
+            d = 2 - (c & 3)   # +1 if c = 1 mod 4, -1 if c = 3 mod 4
+            digits.append((k, d))
+            c -= d
+        c >>= 1
+        k += 1
+    return digits
+
+
+def const_multiply(a: Value, c: int) -> Value | int:
+    """`a * c` for a constant c, in shifts and adds (0 for c == 0)."""
+    if c == 0:
+        return 0
+    x = a.as_signed() if a.shape().signed else a
+    terms = [(x << k if k else x) if d > 0 else -(x << k if k else x) for k, d in csd_digits(c)]
+    return _tree_sum(terms)
