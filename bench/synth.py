@@ -2,10 +2,17 @@
 
     python bench/synth.py ACC.v --top acc [--devices ice40-up5k,ecp5-85k] [--ii CYCLES]
     python bench/synth.py --calibrate [--devices ...]   # writes bench/synth_calibration.csv
+    python bench/synth.py --models [--only NAME,...]     # writes bench/synth_models.csv
 
 The first form synthesizes one accelerator (yosys + nextpnr + pack, fixed seed) for each device
 and prints its resources and Fmax; with ``--ii`` (cycles per inference, as co-simulation measures
 it) also inferences per second at Fmax.
+
+``--models`` compiles each model of MODELS for its device (``hwgen compile --target fpga
+--device D --measure``: the fitted folding, with the interval measured in Verilator), synthesizes
+it (``hwgen synth OUT --device D``) and prints, per model x device: the folding chosen, hwgen's
+estimate against yosys's counts (LUT4, FF, DSP, block RAM, error in %), Fmax, the measured
+interval, multiplier utilization and inferences per second at Fmax.
 
 ``--calibrate`` runs the probe designs of ``hwgen.synth.probes`` (N-lane int8 MACs with weights
 streamed in or constant, ROMs and line buffers of several sizes) on each device and writes one
@@ -97,6 +104,70 @@ def calibration_designs() -> list[tuple[str, object]]:
     return designs
 
 
+REPO = HERE.parent
+#: (name, model, device): the designs ``--models`` builds, smallest first.
+MODELS = (
+    ("tinycnn", "examples/models/digits/tinycnn_fp32_qdq_s8s8_pc.onnx", "ice40-up5k"),
+    ("tinycnn_unstruct50", "examples/models/digits/tinycnn_unstruct50_qdq_s8s8_pc.onnx", "ice40-up5k"),
+    ("tinycnn_pruned", "examples/models/digits/tinycnn_pruned_qdq_s8s8_pc.onnx", "ice40-up5k"),
+    ("tinycnn", "examples/models/digits/tinycnn_fp32_qdq_s8s8_pc.onnx", "ecp5-25k"),
+    ("mobilenet", "examples/models/digits/mobilenet/mobilenet_fp32_qdq_s8s8_pc.onnx", "ecp5-45k"),
+    ("person_detect", "examples/models/person_detect/person_detect_qdq.onnx", "ecp5-85k"),
+)
+MODELS_CSV = HERE / "synth_models.csv"
+MODEL_FIELDS = ["model", "device", "budget", "lut_lanes", "interval", "utilization", "est_logic", "lut4",
+                "est_ff", "ff", "est_dsp", "dsp", "est_bram", "bram", "placed_logic", "fmax_mhz", "inferences_per_s",
+                "verilog_sha256", "status"]
+
+
+def run_model(name: str, model: str, device: str, root: Path) -> dict:
+    """Compile (fitted to `device`, measured in Verilator), synthesize; one MODEL_FIELDS row."""
+    from hwgen.cli import main as hwgen
+
+    out = root / f"{name}-{device}"
+    row = {"model": name, "device": device, "status": "ok"}
+    if hwgen(["compile", str(REPO / model), "-o", str(out), "--target", "fpga", "--device", device,
+              "--measure"]) != 0:
+        return {**row, "status": "compile failed"}
+    manifest = json.loads((out / "fpga" / "manifest.json").read_text())
+    fit = json.loads((out / "fpga" / "resources.json").read_text())
+    cycles = json.loads((out / "fpga" / "report.json").read_text())
+    row.update(budget=fit["budget"], lut_lanes=sum(fit["lut_lanes"].values()),
+               verilog_sha256=manifest["verilog_sha256"][:16],
+               utilization=cycles.get("measured_utilization") or cycles.get("expected_utilization"))
+    if hwgen(["synth", str(out), "--device", device]) != 0:
+        return {**row, "status": "synthesis failed"}
+    r = json.loads((out / "synth" / device / "report.json").read_text())
+    est, acc = r["estimate"], r["accelerator"]
+    row.update(interval=r["interval"], est_logic=est["logic"], lut4=acc["logic"], est_ff=est["ff"], ff=acc["ff"],
+               est_dsp=est["dsp"], dsp=acc["dsp"], est_bram=est["bram"], bram=acc["bram"],
+               placed_logic=r["placed"]["logic"], fmax_mhz=r["fmax_mhz"],
+               inferences_per_s=r["inferences_per_second"])
+    return row
+
+
+def _pct(est, got) -> str:
+    return f"{est}/{got} ({100 * (est - got) / got:+.0f}%)" if got else f"{est}/{got}"
+
+
+def format_models(rows: list[dict]) -> str:
+    head = ["model", "device", "mults (logic)", "LUT4 est/yosys", "FF est/yosys", "DSP est/yosys",
+            "BRAM est/yosys", "Fmax MHz", "II cycles", "util", "inf/s", "status"]
+    lines = [head]
+    for r in rows:
+        if "lut4" not in r:
+            lines.append([r["model"], r["device"]] + ["-"] * (len(head) - 3) + [r["status"]])
+            continue
+        util = r.get("utilization")
+        lines.append([r["model"], r["device"], f"{r['budget']} ({r['lut_lanes']})", _pct(r["est_logic"], r["lut4"]),
+                      _pct(r["est_ff"], r["ff"]), _pct(r["est_dsp"], r["dsp"]), _pct(r["est_bram"], r["bram"]),
+                      f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-", f"{r['interval']:,}",
+                      f"{util:.3f}" if util else "-",
+                      f"{r['inferences_per_s']:,.1f}" if r["inferences_per_s"] else "-", r["status"]])
+    widths = [max(len(line[k]) for line in lines) for k in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
 CSV_FIELDS = ["design", "device", "status", "lut4", "ff", "carry", "dsp", "bram", "spram", "lutram",
               "placed_logic", "available_logic", "fmax_mhz", "memories"]
 
@@ -119,13 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default=",".join(DEFAULT_DEVICES), help="comma-separated device names")
     parser.add_argument("--ii", type=float, default=None, metavar="CYCLES", help="cycles per inference")
     parser.add_argument("--calibrate", action="store_true", help="run the probe sweep, write the CSV")
+    parser.add_argument("--models", action="store_true", help="compile, fit and synthesize the MODELS matrix")
+    parser.add_argument("--only", default=None, help="with --models: comma-separated model names")
     parser.add_argument("--csv", type=Path, default=CALIBRATION_CSV, help="where --calibrate writes")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     args = parser.parse_args(argv)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     unknown = [d for d in devices if d not in DEVICES]
+    if args.models:
+        return _models(args)
     if unknown or (args.verilog is None) == (not args.calibrate):
-        parser.error(f"unknown devices {unknown}" if unknown else "give a Verilog file or --calibrate")
+        parser.error(f"unknown devices {unknown}" if unknown else "give a Verilog file, --calibrate or --models")
 
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
@@ -145,6 +220,25 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(rows, args.ii))
         if args.calibrate:
             print(f"wrote {args.csv}")
+    return 0
+
+
+def _models(args) -> int:
+    only = set(args.only.split(",")) if args.only else None
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.out or Path(tmp)
+        for name, model, device in MODELS:
+            if only is None or name in only:
+                rows.append(run_model(name, model, device, root))
+                print(format_models(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(format_models(rows))
+    if only is None:
+        with open(MODELS_CSV, "w", newline="") as f:
+            writer = csv.DictWriter(f, MODEL_FIELDS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {MODELS_CSV}")
     return 0
 
 

@@ -4,7 +4,9 @@ A thin orchestrator: planning lives in `hwgen.fpga`, hardware in `hwgen.hdl`, si
 `hwgen.sim.rtl`. `emit` writes OUT/fpga/:
 
 * `<top>.v`: the Verilog (Amaranth's builtin Yosys: the same model and options give the same text);
-* `manifest.json`: ports, data layout, the plan (engines, folds, lanes) and expected cycles;
+* `manifest.json`: ports, data layout, the plan (engines, folds, lanes, memory placement),
+  expected cycles and the Verilog's sha256 (what `hwgen synth` checks it synthesizes);
+* `resources.json` (with --device): the resource estimate the folding was chosen by;
 * `report.json`, `report.txt`: cycle accounting (modelled; measured too with --measure);
 * `accelerator.py`: the Amaranth top, importable into a user's design;
 * `test_accelerator.py`: `pytest OUT/fpga` re-verifies the Verilog against the golden model.
@@ -13,6 +15,7 @@ A thin orchestrator: planning lives in `hwgen.fpga`, hardware in `hwgen.hdl`, si
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -28,6 +31,7 @@ import numpy as np
 from .. import golden, irjson
 from ..compiler import Compiled
 from ..errors import InvalidOptionError, ToolchainError
+from ..fpga.fit import Fit, fit_budget, fit_device, resources_text
 from ..fpga.folding import DEFAULT_MULTIPLIERS
 from ..fpga.manifest import load_plan, manifest
 from ..fpga.plan import Plan, make_plan
@@ -51,14 +55,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fold", dest="fpga_folds", action="append", default=argparse.SUPPRESS, metavar="LAYER=PE,SIMD",
                        help="give LAYER (node name or identifier) its own engine of PE output channels x SIMD "
                             "inputs in parallel (repeatable; PE must divide Cout, SIMD the fan-in K)")
+    group.add_argument("--device", dest="fpga_device", default=argparse.SUPPRESS, choices=_device_names(),
+                       help="fit the accelerator to this FPGA: the fastest folding whose estimated DSPs, block RAM "
+                            "and logic fit it (with --multipliers N: that budget, checked against the device)")
     group.add_argument("--measure", dest="fpga_measure", action="store_true",
                        help="compile: also measure latency, interval and busy cycles in Verilator")
+
+
+def _device_names() -> list[str]:
+    from ..synth.devices import DEVICES
+
+    return list(DEVICES)
 
 
 # -- building blocks shared by emit, run_core, sim and the generated test bench ---------------
 
 
-def _plan(compiled_graph: Graph, args: argparse.Namespace) -> Plan:
+def _fit(compiled_graph: Graph, args: argparse.Namespace) -> Fit | None:
+    """The device fit when --device is given (None otherwise)."""
+    device = getattr(args, "fpga_device", None)
+    if device is None:
+        return None
+    folds = getattr(args, "fpga_folds", [])
+    budget = getattr(args, "fpga_multipliers", None)
+    return fit_budget(compiled_graph, device, budget, folds) if budget is not None else \
+        fit_device(compiled_graph, device, folds)
+
+
+def _plan(compiled_graph: Graph, args: argparse.Namespace, fit: Fit | None = None) -> Plan:
+    fit = fit or _fit(compiled_graph, args)
+    if fit is not None:
+        return fit.plan
     return make_plan(compiled_graph, budget=getattr(args, "fpga_multipliers", None),
                      folds=getattr(args, "fpga_folds", []))
 
@@ -168,7 +195,10 @@ def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
     from ..hdl.accelerator import engine_programs
 
     graph = compiled.graph
-    plan = _plan(graph, args)
+    fit = _fit(graph, args)
+    plan = _plan(graph, args, fit)
+    if fit is not None:
+        print(f"hwgen: fpga: {fit.summary()}", file=sys.stderr)
     verilog = to_verilog(graph, plan)
     fpga = Path(out_dir) / "fpga"
     fpga.mkdir(parents=True, exist_ok=True)
@@ -176,8 +206,13 @@ def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
     (fpga / verilog_file).write_text(verilog)
     counters = perf_counters(plan)
     version = importlib.metadata.version("amaranth")
-    (fpga / "manifest.json").write_text(json.dumps(manifest(graph, plan, counters, verilog_file, version),
-                                                   indent=1) + "\n")
+    data = manifest(graph, plan, counters, verilog_file, version)
+    data["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
+    if fit is not None:
+        data["device"] = fit.device.name
+    (fpga / "manifest.json").write_text(json.dumps(data, indent=1) + "\n")
+    if fit is not None:
+        (fpga / "resources.json").write_text(json.dumps(fit.to_json(), indent=1) + "\n")
     report = cycle_report(graph, plan, engine_programs(graph, plan))
     if getattr(args, "fpga_measure", False):
         _require_verilator()
@@ -274,4 +309,8 @@ def describe(out_dir: str | Path) -> str | None:
     path = Path(out_dir) / "fpga" / "report.json"
     if not path.is_file():
         return None
-    return report_from_json(json.loads(path.read_text())).to_text()
+    text = report_from_json(json.loads(path.read_text())).to_text()
+    resources = path.parent / "resources.json"
+    if resources.is_file():
+        text += "\n" + resources_text(json.loads(resources.read_text()))
+    return text

@@ -142,7 +142,7 @@ class MacEngine(wiring.Component):
                                     attrs=self._attrs(f"{layer.name}_vectors"))
                 m.submodules[f"{layer.name}_vectors{j}"] = mem
                 wport = mem.write_port()
-                m.d.comb += [wport.addr.eq(w_half * words + w_word), wport.data.eq(i.payload.as_value()),
+                m.d.comb += [wport.addr.eq(Mux(w_half, words, 0) + w_word), wport.data.eq(i.payload.as_value()),
                              wport.en.eq(i.valid & i.ready)]
                 ports.append(mem.read_port())
             stores.append(ports)

@@ -234,10 +234,10 @@ class OutputQueue(wiring.Component):
         # (A block queue's memory has depth - 1 places and fills a cycle before its output
         # register does: _fifo gives it one place more, so `depth` back-to-back writes always fit.)
         m.submodules.queue = queue = _fifo(self.layout.size, self.depth, self.kind)
-        outstanding = Signal(range(self.depth + 1))
+        free = Signal(range(self.depth + 1), init=self.depth)   # the credits themselves: no subtraction after the register
         popped = self.o.valid & self.o.ready
-        m.d.sync += outstanding.eq(outstanding + self.reserve - popped)
-        m.d.comb += self.free.eq(self.depth - outstanding)
+        m.d.sync += free.eq(free - self.reserve + popped)
+        m.d.comb += self.free.eq(free)
         w = stream.Signature(self.layout).flip().create()  # `w` without its ready: credits guarantee room
         m.d.comb += [w.payload.eq(self.w.payload), w.valid.eq(self.w.valid), self.w.ready.eq(1)]
         _connect_fifo(m, queue, w, self.o)

@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
 from ..ir import conv_output_hw
+from .arith import const_multiply
 from .streams import OutputQueue, memory_attrs, word_layout, word_stream
 
 __all__ = ["WindowGenerator", "window_rows"]
@@ -86,18 +87,26 @@ class WindowGenerator(wiring.Component):
         written = Signal(count)    # rows written since reset
         released = Signal(count)   # rows the reader no longer needs
         image_base = Signal(count)  # the reader's image: its row 0
+        row_done, image_done = Signal(), Signal()  # the writer completes a row; the reader an image
 
         # -- writer -----------------------------------------------------------------------
         wx, wchunk, wslot = Signal(range(w)), Signal(range(chunks)), Signal(range(rows))
-        in_use = Signal(count)
-        m.d.comb += [in_use.eq(written - released), self.i.ready.eq(in_use < rows)]
-        m.d.comb += [wport.addr.eq((wslot * w + wx) * chunks + wchunk), wport.data.eq(self.i.payload.as_value()),
+        # The input's ready is a register (Fmax: it reaches back into the producer). A cycle late,
+        # it asks for two free rows, so at least one is free now: the writer completes at most one
+        # row per cycle. The buffer so holds one row fewer than it has, still enough for every window.
+        has_room = Signal(init=1)
+        m.d.sync += has_room.eq((written - released)[:count.width] < rows - 1)
+        m.d.comb += self.i.ready.eq(has_room)
+        # Addresses by shifts and adds (`const_multiply`): yosys would give a product by a constant a DSP.
+        m.d.comb += [wport.addr.eq(const_multiply(wslot, w * chunks) + const_multiply(wx, chunks) + wchunk),
+                     wport.data.eq(self.i.payload.as_value()),
                      wport.en.eq(self.i.valid & self.i.ready)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += wchunk.eq(wchunk + 1)
             with m.If(wchunk == chunks - 1):
                 m.d.sync += [wchunk.eq(0), wx.eq(wx + 1)]
                 with m.If(wx == w - 1):
+                    m.d.comb += row_done.eq(1)
                     m.d.sync += [wx.eq(0), written.eq(written + 1), wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
 
         # -- reader -----------------------------------------------------------------------
@@ -115,17 +124,27 @@ class WindowGenerator(wiring.Component):
             return Mux(value >= rows, value - rows, value)
 
         last_row = oy == oh - 1
-        need = Signal(range(h + 1))
-        reach = base_y + max(span, sh)
-        m.d.comb += need.eq(Mux(last_row, h, Mux(reach <= 0, 0, Mux(reach >= h, h, reach))))
+
+        def rows_needed(y, last):
+            """Rows of the image an output row starting at input row y needs written (all, for the last)."""
+            reach = y + max(span, sh)
+            if isinstance(y, int):
+                return h if last else min(max(reach, 0), h)
+            return Mux(last, h, Mux(reach <= 0, 0, Mux(reach >= h, h, reach)))
+
+        # A register, set whenever base_y moves, so the issue decision starts from flip-flops (Fmax).
+        need = Signal(range(h + 1), init=rows_needed(-top, oh == 1))
+        # Rows of the reader's image written: written - image_base, kept as a register of its own
+        # (Fmax: the issue decision compares it with `need` and nothing else).
         available = Signal(count)
-        m.d.comb += available.eq(written - image_base)
+        m.d.sync += available.eq(available + row_done - Mux(image_done, h, 0))
 
         m.submodules.queue = queue = OutputQueue(layout, QUEUE_DEPTH)
         issue = Signal()
         m.d.comb += [issue.eq((available >= need) & (queue.free > 0)), queue.reserve.eq(issue), self.busy.eq(issue)]
         inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        m.d.comb += rport.addr.eq((slot * w + ix[:max(1, (w - 1).bit_length())]) * chunks + chunk)
+        m.d.comb += rport.addr.eq(const_multiply(slot, w * chunks)
+                                  + const_multiply(ix[:max(1, (w - 1).bit_length())], chunks) + chunk)
         pad = Signal(reset_less=True)
         m.d.sync += [pad.eq(~inside), queue.w.valid.eq(issue)]
         pad_word = 0
@@ -152,12 +171,15 @@ class WindowGenerator(wiring.Component):
                 next_y = base_y + sh
                 with m.If(~last_row):
                     keep = Mux(next_y <= 0, 0, Mux(next_y >= h, h, next_y))
-                    m.d.sync += [oy.eq(oy + 1), base_y.eq(next_y), iy.eq(next_y), released.eq(image_base + keep),
-                                 base_slot.eq(wrap(base_slot + sh)), slot.eq(wrap(base_slot + sh))]
+                    m.d.sync += [oy.eq(oy + 1), base_y.eq(next_y), iy.eq(next_y),
+                                 base_slot.eq(wrap(base_slot + sh)), slot.eq(wrap(base_slot + sh)),
+                                 need.eq(rows_needed(next_y, oy == oh - 2)), released.eq(image_base + keep)]
                 with m.Else():
+                    m.d.comb += image_done.eq(1)
                     next_image_slot = wrap(image_slot + h % rows)
                     first_slot = wrap(next_image_slot + (-top) % rows)
-                    m.d.sync += [oy.eq(0), base_y.eq(-top), iy.eq(-top), released.eq(image_base + h),
-                                 image_base.eq(image_base + h), image_slot.eq(next_image_slot),
-                                 base_slot.eq(first_slot), slot.eq(first_slot)]
+                    m.d.sync += [oy.eq(0), base_y.eq(-top), iy.eq(-top),
+                                 need.eq(rows_needed(-top, oh == 1)), image_slot.eq(next_image_slot),
+                                 base_slot.eq(first_slot), slot.eq(first_slot), released.eq(image_base + h),
+                                 image_base.eq(image_base + h)]
         return m

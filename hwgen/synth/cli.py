@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InvalidOptionError
@@ -124,7 +124,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
         result = synthesize(acc.verilog, acc.top, args.device, out_dir=out_dir, clock_mhz=args.clock,
                             seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256,
                             progress=_progress)
-    print(result.report.to_text())
+    report = result.report
+    if args.device and args.out.is_dir():
+        report = _with_model(report, args.out, args.device)
+        report.write(result.report_path)
+    print(report.to_text())
     if args.board:
         program = "iceprog" if args.board == "icebreaker" else "openFPGALoader -b ulx3s"
         print(f"  program it: {program} {result.bitstream}; then, at {args.baud} baud 8N1, send each input word "
@@ -132,6 +136,32 @@ def cmd_synth(args: argparse.Namespace) -> int:
               f"{(acc.ports.out_width + 7) // 8} bytes, least significant first, one tensor at a time")
     print(f"wrote {result.report_path}")
     return 0
+
+
+def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
+    """The report with hwgen's resource estimate for the device and the accelerator's interval
+    (measured in co-simulation if `hwgen sim` or --measure ran, else the plan's)."""
+    from ..backends.fpga import load_output
+    from ..fpga.report import report_from_json
+    from ..fpga.resources import estimate
+    from ..hdl.accelerator import engine_programs
+
+    if not (out / "ir.json").is_file():
+        return report
+    compiled = load_output(out)
+    dev = DEVICES[device]
+    fitted_for = compiled.manifest.get("device")
+    same_family = fitted_for is not None and DEVICES[fitted_for].family is dev.family
+    est = estimate(compiled.graph, compiled.plan, engine_programs(compiled.graph, compiled.plan), dev,
+                   placement=None if same_family else {})
+    interval = compiled.plan.interval
+    cycles = compiled.fpga / "report.json"
+    if cycles.is_file():
+        measured = report_from_json(json.loads(cycles.read_text())).measured
+        if measured is not None and measured.interval is not None:
+            interval = round(measured.interval)
+    return replace(report, estimate={"logic": est.logic, "ff": est.ff, "dsp": est.dsp, "bram": est.bram},
+                   interval=interval)
 
 
 def describe(out: Path) -> str | None:

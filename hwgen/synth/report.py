@@ -274,12 +274,28 @@ class SynthReport:
     bitstream: str               # file name in the run directory
     board: str | None = None
     cosim_verified: bool | None = None  # True: the Verilog's sha256 is the one co-simulation passed
+    estimate: dict[str, int] | None = None  # hwgen's resource model for the accelerator: logic, ff, dsp, bram
+    interval: int | None = None  # cycles per inference (the plan's, or as co-simulation measured it)
     version: int = field(default=REPORT_VERSION)
 
     @property
     def fmax_mhz(self) -> float | None:
         """The slowest real clock's Fmax (None if nextpnr timed no clock)."""
         return min((c.fmax_mhz for c in self.clocks), default=None)
+
+    @property
+    def inferences_per_second(self) -> float | None:
+        """At Fmax, one inference every `interval` cycles (streamed back to back)."""
+        if self.interval is None or self.fmax_mhz is None:
+            return None
+        return self.fmax_mhz * 1e6 / self.interval
+
+    def estimate_errors(self) -> dict[str, float]:
+        """(estimate - yosys) / yosys per resource the estimate has and yosys used."""
+        if self.estimate is None:
+            return {}
+        used = self.accelerator.to_json()
+        return {k: (v - used[k]) / used[k] for k, v in self.estimate.items() if used.get(k)}
 
     @property
     def timing_met(self) -> bool:
@@ -306,6 +322,10 @@ class SynthReport:
             "clocks": [clock(c) for c in self.clocks],
             "memories": [{"name": m.name, "kind": m.kind} for m in self.memories],
             "harness": self.harness, "bitstream": self.bitstream,
+            "estimate": self.estimate,
+            "estimate_error": {k: round(v, 4) for k, v in self.estimate_errors().items()} or None,
+            "interval": self.interval,
+            "inferences_per_second": None if self.inferences_per_second is None else round(self.inferences_per_second, 1),
         }
 
     @classmethod
@@ -325,7 +345,8 @@ class SynthReport:
             clocks=tuple(clock(c) for c in data["clocks"]),
             memories=tuple(MemoryMapping(m["name"], m["kind"]) for m in data["memories"]),
             harness=data["harness"], bitstream=data["bitstream"], board=data.get("board"),
-            cosim_verified=data.get("cosim_verified"),
+            cosim_verified=data.get("cosim_verified"), estimate=data.get("estimate"),
+            interval=data.get("interval"),
             version=data.get("version", REPORT_VERSION))
 
     def write(self, path: Path) -> None:
@@ -359,5 +380,14 @@ class SynthReport:
                 lines.append(f"    critical path {c.critical_path.describe()}")
         if self.memories:
             lines.append("  memories: " + ", ".join(f"{m.name} -> {m.kind}" for m in self.memories))
+        if self.estimate is not None:
+            used = a.to_json()
+            errors = self.estimate_errors()
+            lines.append("  estimate vs yosys: " + ", ".join(
+                f"{k} {v}/{used[k]}" + (f" ({100 * errors[k]:+.0f}%)" if k in errors else "")
+                for k, v in self.estimate.items()))
+        if self.inferences_per_second is not None:
+            lines.append(f"  throughput: {self.inferences_per_second:,.1f} inferences/s at Fmax "
+                         f"(interval {self.interval:,} cycles)")
         lines.append(f"  bitstream: {self.bitstream}")
         return "\n".join(lines)
