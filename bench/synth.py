@@ -122,21 +122,29 @@ MODEL_FIELDS = ["model", "device", "budget", "lut_lanes", "interval", "utilizati
 
 def run_model(name: str, model: str, device: str, root: Path) -> dict:
     """Compile (fitted to `device`, measured in Verilator), synthesize; one MODEL_FIELDS row."""
-    from hwgen.cli import main as hwgen
+    import subprocess
+
+    def hwgen(argv: list[str]) -> str | None:
+        """Runs the hwgen command; None on success, else its error line."""
+        run = subprocess.run([str(Path(sys.executable).parent / "hwgen"), *argv], capture_output=True, text=True)
+        errors = [line for line in run.stderr.splitlines() if "error" in line]
+        return None if run.returncode == 0 else (errors[-1] if errors else f"exit {run.returncode}")
 
     out = root / f"{name}-{device}"
     row = {"model": name, "device": device, "status": "ok"}
-    if hwgen(["compile", str(REPO / model), "-o", str(out), "--target", "fpga", "--device", device,
-              "--measure"]) != 0:
-        return {**row, "status": "compile failed"}
+    failed = hwgen(["compile", str(REPO / model), "-o", str(out), "--target", "fpga", "--device", device,
+                    "--measure"])
+    if failed:
+        return {**row, "status": failed.removeprefix("hwgen: error: ")}
     manifest = json.loads((out / "fpga" / "manifest.json").read_text())
     fit = json.loads((out / "fpga" / "resources.json").read_text())
     cycles = json.loads((out / "fpga" / "report.json").read_text())
     row.update(budget=fit["budget"], lut_lanes=sum(fit["lut_lanes"].values()),
                verilog_sha256=manifest["verilog_sha256"][:16],
                utilization=cycles.get("measured_utilization") or cycles.get("expected_utilization"))
-    if hwgen(["synth", str(out), "--device", device]) != 0:
-        return {**row, "status": "synthesis failed"}
+    failed = hwgen(["synth", str(out), "--device", device])
+    if failed:
+        return {**row, "status": failed.removeprefix("hwgen: error: ")}
     r = json.loads((out / "synth" / device / "report.json").read_text())
     est, acc = r["estimate"], r["accelerator"]
     row.update(interval=r["interval"], est_logic=est["logic"], lut4=acc["logic"], est_ff=est["ff"], ff=acc["ff"],
@@ -233,12 +241,18 @@ def _models(args) -> int:
                 rows.append(run_model(name, model, device, root))
                 print(format_models(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(format_models(rows))
-    if only is None:
-        with open(MODELS_CSV, "w", newline="") as f:
-            writer = csv.DictWriter(f, MODEL_FIELDS, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {MODELS_CSV}")
+    # rows of designs not run this time stay as they were
+    kept = {}
+    if MODELS_CSV.is_file():
+        with open(MODELS_CSV, newline="") as f:
+            kept = {(r["model"], r["device"]): r for r in csv.DictReader(f)}
+    kept.update({(r["model"], r["device"]): r for r in rows})
+    order = {(name, device): k for k, (name, _, device) in enumerate(MODELS)}
+    with open(MODELS_CSV, "w", newline="") as f:
+        writer = csv.DictWriter(f, MODEL_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(sorted(kept.values(), key=lambda r: order.get((r["model"], r["device"]), len(order))))
+    print(f"wrote {MODELS_CSV}")
     return 0
 
 
