@@ -193,9 +193,7 @@ class MacEngine(wiring.Component):
         m.d.comb += [self.busy[k].eq(busy & (ctx == k)) for k in range(n)]
         control = None
         if prog.control_rom:
-            m.submodules.control = rom = memory.Memory(shape=unsigned(prog.control_width), depth=total_steps,
-                                                       init=prog.control_rom, attrs=self._attrs("control"))
-            control = rom.read_port()
+            control = self._rom(m, "control", prog.control_rom, prog.control_width)
             m.d.comb += control.addr.eq(addr)
 
         # -- read: counters and read addresses ----------------------------------------------------------
@@ -239,9 +237,7 @@ class MacEngine(wiring.Component):
                         m.d.sync += loaded[k][h].eq(0)
         weight_word = None
         if prog.weight_rom:
-            m.submodules.weights = wrom = memory.Memory(shape=unsigned(prog.weight_width), depth=total_steps,
-                                                        init=prog.weight_rom, attrs=self._attrs("weights"))
-            wport = wrom.read_port()
+            wport = self._rom(m, "weights", prog.weight_rom, prog.weight_width)
             m.d.comb += wport.addr.eq(addr1)
             weight_word = wport.data   # at the select stage
         fold1 = Signal(range(max(2, prog.folds)), name="fold1")
@@ -314,6 +310,12 @@ class MacEngine(wiring.Component):
         m.d.comb += fold_end.eq(valid6 & last6)
         self._requantize(m, accs, fold_end, ctx6, fold6, fold5, queues)
         return m
+
+    def _rom(self, m: Module, name: str, words: tuple[int, ...], width: int):
+        """A ROM submodule `name`, placed as the plan says; returns its (registered) read port."""
+        rom = memory.Memory(shape=unsigned(width), depth=len(words), init=words, attrs=self._attrs(name))
+        m.submodules[name] = rom
+        return rom.read_port(src_loc_at=1)  # named as the caller names it
 
     def _attrs(self, name: str):
         return memory_attrs(self.placement.get(name))
