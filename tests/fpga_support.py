@@ -9,6 +9,7 @@ it with Verilator.
 from __future__ import annotations
 
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from hwgen import golden
 from hwgen.fixed import IntType, Rounding
-from hwgen.fpga.plan import Plan, make_plan
+from hwgen.fpga.plan import WINDOW_SLACK_ROWS, Plan, make_plan
 from hwgen.hdl.accelerator import Accelerator, perf_counters
 from hwgen.ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Requant, Requantize,
                       Reshape, Tensor, accumulator_bound, conv_output_hw, verify)
@@ -179,6 +180,7 @@ def concat_graph(rng, *, hw, c1, c2, xtype=IntType(8, True), rounding=Rounding.R
 int_types = st.builds(IntType, st.integers(2, 8), st.booleans())
 roundings = st.sampled_from(list(Rounding))
 seeds = st.integers(0, 2**32 - 1)
+slacks = st.sampled_from([0, WINDOW_SLACK_ROWS])  # line buffers with and without slack rows
 
 
 def divisors(n: int) -> list[int]:
@@ -195,9 +197,11 @@ class Case:
     lanes: tuple[tuple[str, int], ...] = ()
     seed: int = 0
     lut_lanes: int = 0
+    window_slack: int = WINDOW_SLACK_ROWS
 
     def plan(self) -> Plan:
-        return make_plan(self.graph, folds=self.folds, lanes=dict(self.lanes), lut_lanes={"engine0": self.lut_lanes})
+        plan = make_plan(self.graph, folds=self.folds, lanes=dict(self.lanes), lut_lanes={"engine0": self.lut_lanes})
+        return dataclasses.replace(plan, window_slack=self.window_slack)
 
 
 @st.composite
@@ -229,7 +233,7 @@ def conv_cases(draw, max_channels=4):
     k = kernel[0] * kernel[1] * cin // groups
     fold = f"conv={draw(st.sampled_from(divisors(cout)))},{draw(st.sampled_from(divisors(k)))}"
     lanes = draw(st.sampled_from(divisors(cin)))
-    return Case(graph, (fold,), (("conv", lanes),), draw(seeds), draw(st.integers(0, 4)))
+    return Case(graph, (fold,), (("conv", lanes),), draw(seeds), draw(st.integers(0, 4)), draw(slacks))
 
 
 @st.composite
@@ -250,7 +254,7 @@ def maxpool_cases(draw):
     c = draw(st.integers(1, 4))
     graph = maxpool_graph(np.random.default_rng(draw(seeds)), hw=hw, c=c, kernel=kernel, stride=stride,
                           dilation=dilation, pads=pads, xtype=draw(int_types))
-    return Case(graph, (), (("pool", draw(st.sampled_from(divisors(c)))),), draw(seeds))
+    return Case(graph, (), (("pool", draw(st.sampled_from(divisors(c)))),), draw(seeds), window_slack=draw(slacks))
 
 
 @st.composite
@@ -260,7 +264,7 @@ def avgpool_cases(draw):
     graph = avgpool_graph(np.random.default_rng(draw(seeds)), hw=hw, c=c, kernel=kernel, stride=stride, pads=pads,
                           include_pad=draw(st.booleans()), xtype=draw(int_types), ytype=draw(int_types),
                           rounding=draw(roundings))
-    return Case(graph, (), (("pool", draw(st.sampled_from(divisors(c)))),), draw(seeds))
+    return Case(graph, (), (("pool", draw(st.sampled_from(divisors(c)))),), draw(seeds), window_slack=draw(slacks))
 
 
 @st.composite

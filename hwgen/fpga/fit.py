@@ -5,7 +5,8 @@ that fits D. A plan is built for a multiplier budget as usual (`make_plan`), the
 
 1. multiplier lanes the DSPs cannot take (the requantizers' DSPs come first) are built from
    logic, engine by engine, the engines with the most lanes first;
-2. memories are placed (`resources.place_memories`): block RAM, LUT RAM or logic;
+2. memories are placed (`resources.place_memories`): block RAM, LUT RAM or logic; where block
+   RAM is short, the line buffers lose their slack rows (`plan.WINDOW_SLACK_ROWS`);
 3. the estimate must leave every resource within the device: DSPs and block RAMs exactly
    (they are counted, not estimated), logic and flip-flops within LOGIC_MARGIN of the device,
    since the estimate is a model and the placer needs room.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from ..errors import HwgenError
 from ..ir import Graph
 from ..synth.devices import DEVICES, Device, Family
-from .plan import Plan, make_plan
+from .plan import WINDOW_SLACK_ROWS, Plan, make_plan
 from .resources import Estimate, bram_blocks, estimate, memories, place_memories
 
 __all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice"]
@@ -120,8 +121,20 @@ class _Plans:
 
 
 def _try(plans: _Plans, device: Device, budget: int) -> tuple[Plan, Estimate]:
+    """The plan for `budget` fitted to `device`; without line-buffer slack rows if only that fits
+    (they let producers run ahead, and cost block RAM)."""
+    plan, est = _try_slack(plans, device, budget, WINDOW_SLACK_ROWS)
+    if _overflows(est, device):
+        lean = _try_slack(plans, device, budget, 0)
+        if not _overflows(lean[1], device):
+            return lean
+    return plan, est
+
+
+def _try_slack(plans: _Plans, device: Device, budget: int, slack: int) -> tuple[Plan, Estimate]:
     graph = plans.graph
     plan, programs = plans.get(budget)
+    plan = dataclasses.replace(plan, window_slack=slack)
     first = estimate(graph, plan, programs, device, placement={})
     lut = _lut_lanes(plan, programs, first.dsp - device.dsps, device.family) if first.dsp > device.dsps else {}
     engines = tuple(dataclasses.replace(e, lut_lanes=lut.get(e.name, 0)) for e in plan.engines)

@@ -28,6 +28,11 @@ __all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "Link", "make_plan",
 
 PLAN_FORMAT = "hwgen-fpga-plan/2"
 
+#: Line buffer rows beyond those a window needs, so a producer can run ahead of a consumer that
+#: shares its engine with other layers (measured; see `hwgen.hdl.engine`). Device fitting may
+#: drop them to save block RAM.
+WINDOW_SLACK_ROWS = 4
+
 #: Every unit but the engines gets lanes enough to need at most this fraction of the engines'
 #: interval, so the engines stay the bottleneck.
 RATE_MARGIN = 0.75
@@ -79,6 +84,7 @@ class Plan:
     layers: tuple[LayerSpec, ...]
     branches: tuple[BranchSpec, ...]
     placements: tuple[tuple[str, str], ...] = ()  # (memory, "bram" | "lutram" | "logic"); others: yosys chooses
+    window_slack: int = WINDOW_SLACK_ROWS          # line buffer rows beyond what windows need
 
     def layer(self, node: str) -> LayerSpec:
         for spec in self.layers:
@@ -352,4 +358,4 @@ def plan_from_json(d: Mapping) -> Plan:
     branches = tuple(BranchSpec(b["tensor"], b["consumer"], b["words"]) for b in d["branches"])
     placements = tuple((name, kind) for name, kind in d["placements"])
     return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], d["output_lanes"], engines, layers, branches,
-                placements)
+                placements, d["window_slack"])

@@ -156,7 +156,7 @@ def memories(graph: Graph, plan: Plan, programs: Mapping[str, EngineProgram]) ->
         if spec.window:
             h, w, c = x.shape
             lanes = spec.in_lanes[0]
-            rows = window_rows(x.shape, node.kernel, node.stride, getattr(node, "dilation", (1, 1)))
+            rows = window_rows(x.shape, node.kernel, node.stride, getattr(node, "dilation", (1, 1)), plan.window_slack)
             unit = f"{spec.ident}_window"
             mems.append(Memory(f"{unit}.mem", unit, "line", rows * w * (c // lanes), lanes * x.dtype.bits, False, True))
             mems.append(_queue(f"{unit}.queue", unit, WINDOW_QUEUE, lanes * x.dtype.bits))
@@ -362,7 +362,7 @@ def _window_features(node, graph: Graph, plan: Plan) -> dict[str, float]:
     h, w, c = x.shape
     lanes = spec.in_lanes[0]
     from ..hdl.window import window_rows  # noqa: PLC0415
-    rows = window_rows(x.shape, node.kernel, node.stride, getattr(node, "dilation", (1, 1)))
+    rows = window_rows(x.shape, node.kernel, node.stride, getattr(node, "dilation", (1, 1)), plan.window_slack)
     depth = rows * w * (c // lanes)
     return {"const": 1.0, "address_bits": max(1, depth.bit_length()) + max(1, (h + rows).bit_length()),
             "lane_bits": lanes * x.dtype.bits}

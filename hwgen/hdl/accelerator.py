@@ -117,7 +117,8 @@ class Accelerator(wiring.Component):
                 pad_value = x.dtype.lo if isinstance(node, MaxPool) else x.zero_point
                 dilation = getattr(node, "dilation", (1, 1))
                 window = WindowGenerator(x.dtype, spec.in_lanes[0], x.shape, kernel, node.stride, dilation,
-                                         node.pads, pad_value, plan.placed(f"{spec.ident}_window").get("mem"))
+                                         node.pads, pad_value, plan.placed(f"{spec.ident}_window").get("mem"),
+                                         plan.window_slack)
                 m.submodules[f"{spec.ident}_window"] = window
                 sinks[node.name, 0] = (window.i, spec.in_lanes[0])
                 entry = window.o

@@ -20,6 +20,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
+from ..fpga.plan import WINDOW_SLACK_ROWS
 from ..ir import conv_output_hw
 from .arith import const_multiply
 from .streams import OutputQueue, memory_attrs, word_layout, word_stream
@@ -29,23 +30,24 @@ __all__ = ["WindowGenerator", "window_rows"]
 #: Output queue depth: read latency (1) plus room for the consumer to stall without a bubble.
 QUEUE_DEPTH = 4
 
-#: Rows beyond those one output row needs, so the producer can run ahead of a consumer that
-#: shares its engine with other layers (measured: see `engine`).
-SLACK_ROWS = 4
+#: Rows beyond those one output row needs (the plan's default).
+SLACK_ROWS = WINDOW_SLACK_ROWS
 
 
 def window_rows(shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                dilation: tuple[int, int]) -> int:
+                dilation: tuple[int, int], slack: int = SLACK_ROWS) -> int:
     """Rows the line buffer of an (H, W, C) map holds (see the module docstring)."""
     span = (kernel[0] - 1) * dilation[0] + 1
-    return span + stride[0] + min(SLACK_ROWS, max(0, shape[0] - span))
+    return span + stride[0] + min(slack, max(0, shape[0] - span))
 
 
 class WindowGenerator(wiring.Component):
     def __init__(self, itype: IntType, lanes: int, shape: tuple[int, int, int], kernel: tuple[int, int],
                  stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
-                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0, kind: str | None = None):
-        """`kind`: where the line buffer goes ("bram", "lutram", "logic"; default: yosys chooses)."""
+                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0, kind: str | None = None,
+                 slack: int = SLACK_ROWS):
+        """`kind`: where the line buffer goes ("bram", "lutram", "logic"; default: yosys chooses);
+        `slack`: rows beyond those the windows need (fewer save block RAM, more absorb bursts)."""
         h, w, c = shape
         if c % lanes:
             raise ValueError(f"{lanes} lanes do not divide {c} channels")
@@ -57,7 +59,7 @@ class WindowGenerator(wiring.Component):
         self.out_hw = conv_output_hw((h, w), kernel, stride, dilation, pads)
         if min(self.out_hw) < 1:
             raise ValueError(f"window {kernel} with pads {pads} does not fit a {h}x{w} map")
-        self.rows = window_rows(shape, kernel, stride, dilation)
+        self.rows = window_rows(shape, kernel, stride, dilation, slack)
         super().__init__({"i": In(word_stream(itype, lanes)), "o": Out(word_stream(itype, lanes)),
                           "busy": Out(1)})
 
