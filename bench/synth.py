@@ -120,8 +120,9 @@ MODEL_FIELDS = ["model", "device", "budget", "lut_lanes", "interval", "utilizati
                 "verilog_sha256", "status"]
 
 
-def run_model(name: str, model: str, device: str, root: Path) -> dict:
-    """Compile (fitted to `device`, measured in Verilator), synthesize; one MODEL_FIELDS row."""
+def run_model(name: str, model: str, device: str, root: Path, reuse: bool = False) -> dict:
+    """Compile (fitted to `device`, measured in Verilator), synthesize; one MODEL_FIELDS row.
+    `reuse`: take a finished run already in `root` as it is."""
     import subprocess
 
     def hwgen(argv: list[str]) -> str | None:
@@ -132,22 +133,20 @@ def run_model(name: str, model: str, device: str, root: Path) -> dict:
 
     out = root / f"{name}-{device}"
     row = {"model": name, "device": device, "status": "ok"}
-    failed = hwgen(["compile", str(REPO / model), "-o", str(out), "--target", "fpga", "--device", device,
-                    "--measure"])
-    if failed:
-        return {**row, "status": failed.removeprefix("hwgen: error: ")}
+    if not (reuse and (out / "synth" / device / "report.json").is_file()):
+        failed = hwgen(["compile", str(REPO / model), "-o", str(out), "--target", "fpga", "--device", device,
+                        "--measure"]) or hwgen(["synth", str(out), "--device", device])
+        if failed:
+            return {**row, "status": failed.removeprefix("hwgen: error: ")}
     manifest = json.loads((out / "fpga" / "manifest.json").read_text())
     fit = json.loads((out / "fpga" / "resources.json").read_text())
     cycles = json.loads((out / "fpga" / "report.json").read_text())
-    row.update(budget=fit["budget"], lut_lanes=sum(fit["lut_lanes"].values()),
-               verilog_sha256=manifest["verilog_sha256"][:16],
-               utilization=cycles.get("measured_utilization") or cycles.get("expected_utilization"))
-    failed = hwgen(["synth", str(out), "--device", device])
-    if failed:
-        return {**row, "status": failed.removeprefix("hwgen: error: ")}
     r = json.loads((out / "synth" / device / "report.json").read_text())
     est, acc = r["estimate"], r["accelerator"]
-    row.update(interval=r["interval"], est_logic=est["logic"], lut4=acc["logic"], est_ff=est["ff"], ff=acc["ff"],
+    row.update(budget=fit["budget"], lut_lanes=sum(fit["lut_lanes"].values()),
+               verilog_sha256=manifest["verilog_sha256"][:16],
+               utilization=cycles.get("measured_utilization") or cycles.get("expected_utilization"),
+               interval=r["interval"], est_logic=est["logic"], lut4=acc["logic"], est_ff=est["ff"], ff=acc["ff"],
                est_dsp=est["dsp"], dsp=acc["dsp"], est_bram=est["bram"], bram=acc["bram"],
                placed_logic=r["placed"]["logic"], fmax_mhz=r["fmax_mhz"],
                inferences_per_s=r["inferences_per_second"])
@@ -200,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true", help="run the probe sweep, write the CSV")
     parser.add_argument("--models", action="store_true", help="compile, fit and synthesize the MODELS matrix")
     parser.add_argument("--only", default=None, help="with --models: comma-separated model names")
+    parser.add_argument("--reuse", action="store_true", help="with --models and --out: keep finished runs")
     parser.add_argument("--csv", type=Path, default=CALIBRATION_CSV, help="where --calibrate writes")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     args = parser.parse_args(argv)
@@ -238,7 +238,7 @@ def _models(args) -> int:
         root = args.out or Path(tmp)
         for name, model, device in MODELS:
             if only is None or name in only:
-                rows.append(run_model(name, model, device, root))
+                rows.append(run_model(name, model, device, root, args.reuse))
                 print(format_models(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(format_models(rows))
     # rows of designs not run this time stay as they were

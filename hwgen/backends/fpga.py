@@ -152,7 +152,12 @@ def load_output(root: str | Path, *, trace: bool = False, progress=None) -> Outp
     if not manifest_file.is_file():
         raise InvalidOptionError(f"{root}: no fpga/manifest.json (compile with --target fpga)")
     data = json.loads(manifest_file.read_text())
-    return Output(root, irjson.load(root / "ir.json"), load_plan(data), data, trace, progress)
+    try:
+        plan = load_plan(data)
+    except (ValueError, KeyError) as exc:
+        raise InvalidOptionError(f"{manifest_file}: written by another version of hwgen ({exc}); compile again") \
+            from None
+    return Output(root, irjson.load(root / "ir.json"), plan, data, trace, progress)
 
 
 def _require_verilator() -> None:
