@@ -91,6 +91,8 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None, metavar="DIR",
                    help="where products go (default: OUT/synth/<device or board>)")
     p.add_argument("--seed", type=int, default=SEED, help="nextpnr placement seed")
+    p.add_argument("--router", choices=["router1", "router2"], default="router1",
+                   help="nextpnr's router for --device (router2 finishes large, congested ECP5 designs sooner)")
     p.add_argument("--baud", type=int, default=115_200, help="UART rate for --board")
     p.add_argument("--fifo-bytes", type=int, default=None, metavar="N",
                    help="RX FIFO of the --board bridge, in bytes (default: 2048); no byte is lost if one input "
@@ -122,7 +124,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                              seed=args.seed, verified_sha256=acc.verified_sha256, progress=_progress)
     else:
         result = synthesize(acc.verilog, acc.top, args.device, out_dir=out_dir, clock_mhz=args.clock,
-                            seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256,
+                            seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256, router=args.router,
                             progress=_progress)
     report = result.report
     if args.device and args.out.is_dir():

@@ -166,13 +166,15 @@ def make_report(dev: Device, out: Path, *, top: str, verilog: str, sha256: str, 
 
 def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_dir: str | Path,
                clock_mhz: float | None = None, seed: int = SEED, ports: StreamPorts | None = None,
-               verified_sha256: str | None = None, progress: ProgressCallback | None = None) -> SynthResult:
+               verified_sha256: str | None = None, progress: ProgressCallback | None = None,
+               router: str = "router1") -> SynthResult:
     """Synthesizes, places, routes and packs the accelerator ``top`` of ``verilog_path``.
 
     The ports are read from the Verilog; ``ports``, if given (from a manifest), must agree. With
     ``verified_sha256`` (the hash of the Verilog co-simulation passed), a different file is
     refused and the report says the two are the same. ``clock_mhz``
-    is nextpnr's target (default: the device's); a missed target is reported, not an error.
+    is nextpnr's target (default: the device's); a missed target is reported, not an error; ``router``
+    is nextpnr's router.
     Raises :class:`DoesNotFitError` when the netlist needs more DSPs, block RAMs, SPRAMs or
     LUTs than the device has, and :class:`ToolchainError` (quoting the tool) when a tool fails.
     """
@@ -238,7 +240,7 @@ def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_
     ice40 = dev.family is Family.ICE40
     placed_file = "top.asc" if ice40 else "top.config"
     args = [*dev.nextpnr_args, "--json", "netlist.json", "--report", "nextpnr.json",
-            "--freq", f"{clock:g}", "--seed", str(seed), "--timing-allow-fail",
+            "--freq", f"{clock:g}", "--seed", str(seed), "--router", router, "--timing-allow-fail",
             "--pcf-allow-unconstrained" if ice40 else "--lpf-allow-unconstrained",
             "--asc" if ice40 else "--textcfg", placed_file]
     start = time.perf_counter()
