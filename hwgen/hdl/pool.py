@@ -88,13 +88,7 @@ class AvgPoolUnit(wiring.Component):
                         m.d.sync += oy.eq(Mux(oy == oh - 1, 0, oy + 1))
         # the requantization class of this output position, and per class and chunk its parameters
         klass = Array(Array(classes.index(c) for c in row) for row in self.counts)[oy][ox]
-        valid = Signal()
-        m.d.sync += valid.eq(fire & last)
-        for _ in range(REQUANT_LATENCY):
-            nxt = Signal()
-            m.d.sync += nxt.eq(valid)
-            valid = nxt
-        m.d.comb += queue.w.valid.eq(valid)
+        m.d.comb += queue.w.valid.eq(_valid_after_requant(m, fire & last))
         for k in range(self.lanes):
             diff = self.i.payload[k] - self.zero_point
             total = Signal(signed(self.acc.bits), name=f"sum{k}", reset_less=True)
@@ -120,6 +114,17 @@ class AvgPoolUnit(wiring.Component):
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)
         return m
+
+
+def _valid_after_requant(m: Module, start):
+    """`start`, registered, then delayed by the requantizer's latency: when its output is ready."""
+    valid = Signal()
+    m.d.sync += valid.eq(start)
+    for _ in range(REQUANT_LATENCY):
+        nxt = Signal()
+        m.d.sync += nxt.eq(valid)
+        valid = nxt
+    return valid
 
 
 def _delay(m: Module, value, name: str):
@@ -153,13 +158,7 @@ class GlobalAvgPoolUnit(wiring.Component):
             m.d.sync += chunk.eq(Mux(chunk == chunks - 1, 0, chunk + 1))
             with m.If(chunk == chunks - 1):
                 m.d.sync += position.eq(Mux(last, 0, position + 1))
-        valid = Signal()
-        m.d.sync += valid.eq(fire & last)
-        for _ in range(REQUANT_LATENCY):
-            nxt = Signal()
-            m.d.sync += nxt.eq(valid)
-            valid = nxt
-        m.d.comb += queue.w.valid.eq(valid)
+        m.d.comb += queue.w.valid.eq(_valid_after_requant(m, fire & last))
         # per channel chunk, the running sums of its lanes
         m.submodules.sums = sums = memory.Memory(shape=unsigned(self.lanes * self.acc.bits), depth=chunks, init=[])
         read, write = sums.read_port(domain="comb"), sums.write_port()
