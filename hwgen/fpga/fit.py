@@ -26,7 +26,7 @@ from ..errors import HwgenError
 from ..ir import Graph
 from ..synth.devices import DEVICES, Device, Family
 from .plan import WINDOW_SLACK_ROWS, Plan, make_plan
-from .resources import Estimate, bram_blocks, estimate, memories, place_memories
+from .resources import Estimate, bram_blocks, estimate, lane_in_dsp, memories, place_memories
 
 __all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice"]
 
@@ -88,9 +88,7 @@ def _overflows(e: Estimate, device: Device) -> list[tuple[str, int, int]]:
 def _lut_lanes(plan: Plan, programs, excess: int, family: Family) -> dict[str, int]:
     """Lanes to build from logic so `excess` fewer DSPs are needed (iCE40 keeps narrow products in
     logic anyway: those lanes save nothing)."""
-    from .resources import _lane_dsp  # noqa: PLC0415
-
-    movable = {e.name: len(programs[e.name].variable_lanes) if _lane_dsp(programs[e.name], family) else 0
+    movable = {e.name: len(programs[e.name].variable_lanes) if lane_in_dsp(programs[e.name], family) else 0
                for e in plan.engines}
     out = {}
     for name in sorted(movable, key=lambda n: (-movable[n], n)):

@@ -20,14 +20,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..hdl.arith import chunk_widths, csd_digits, dsp_chunks
 from ..ir import Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Requantize, Reshape
 from ..synth.devices import Device, Family
 from .plan import Plan, tensor_links
 from .program import EngineProgram, Field, reduce_multiplier
-from .schedule import fold_steps  # noqa: F401  (re-exported for callers that price schedules)
 
 __all__ = ["Memory", "UnitCost", "Estimate", "memories", "bram_blocks", "lutram_cells", "memory_logic",
-           "place_memories", "estimate", "unit_features", "dsp_chunks", "KINDS"]
+           "place_memories", "estimate", "unit_features", "lane_in_dsp", "KINDS"]
 
 #: Where a memory can go.
 KINDS = ("bram", "lutram", "logic")
@@ -37,14 +37,6 @@ _BRAM_SHAPES = {
     Family.ICE40: ((256, 16), (512, 8), (1024, 4), (2048, 2)),
     Family.ECP5: ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1)),
 }
-
-#: Widest chunk of a DSP product (`hwgen.hdl.arith.DSP_CHUNK`; kept here so this module needs no Amaranth).
-DSP_CHUNK = 16
-
-
-def dsp_chunks(bits: int) -> int:
-    return max(1, -(-bits // DSP_CHUNK))
-
 
 @dataclass(frozen=True)
 class Memory:
@@ -235,8 +227,6 @@ def place_memories(mems: list[Memory], device: Device, blocks: int | None = None
 
 def _const_dsps(acc_bits: int, value: int) -> int:
     """DSPs of acc * value with a constant value: a chunk of it that is 0 or a power of two is a shift."""
-    from ..hdl.arith import chunk_widths  # noqa: PLC0415
-
     n, offset, count = dsp_chunks(acc_bits), 0, 0
     for width in chunk_widths(max(1, value.bit_length())):
         part = (value >> offset) & ((1 << width) - 1)
@@ -253,7 +243,7 @@ def _requant_dsps(acc_bits: int, multipliers: list[int]) -> int:
     return dsp_chunks(acc_bits) * dsp_chunks(max(m.bit_length() for m in multipliers))
 
 
-def _lane_dsp(prog: EngineProgram, family: Family) -> bool:
+def lane_in_dsp(prog: EngineProgram, family: Family) -> bool:
     """Whether yosys maps a variable lane's product to a DSP: iCE40 keeps products under 11 bits in LUTs."""
     return family is not Family.ICE40 or prog.operand.bits + prog.weight.bits >= 11
 
@@ -274,13 +264,12 @@ class UnitCost:
 def _engine_features(prog: EngineProgram, lut_lanes: int, family: Family) -> tuple[int, dict[str, float]]:
     variable = prog.variable_lanes
     in_logic = set(variable[len(variable) - min(lut_lanes, len(variable)):])
-    lane_dsp = _lane_dsp(prog, family)
+    lane_dsp = lane_in_dsp(prog, family)
     dsp_lanes = sum(1 for lane in variable if lane not in in_logic) if lane_dsp else 0
     ow = prog.operand.bits * prog.weight.bits
     lut_lane_bits = (len(variable) - dsp_lanes) * ow
     csd = 0
     for lane in prog.constant_lanes:
-        from ..hdl.arith import csd_digits  # noqa: PLC0415
         csd += (len(csd_digits(prog.weights[lane])) - 1) * (prog.operand.bits + prog.weight.bits)
     acc = prog.acc.bits
     mults_per_pe = [sum(1 for l in range(prog.simd) if prog.weights[p, l] != 0) for p in range(prog.pe)]
