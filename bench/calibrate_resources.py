@@ -409,21 +409,26 @@ def _round(v: float) -> float:
     return round(v, min(digits, 6))
 
 
+# ECP5 LUT RAM: a TRELLIS_DPR16X4 puts a PFU in RAM mode: slices A and B hold the memory (4 LUT
+# positions), slice C the write port (TRELLIS_RAMW), and nextpnr packs nothing else into that slice.
+# The probe designs hold too little LUT RAM to fit this (one probe, 8 cells), so it is measured on
+# person_detect on ecp5-85k, 5,636 cells: nextpnr placed 79,760 TRELLIS_COMB for yosys's 35,748
+# LUT4 + 3,721 CCU2C (2 positions each): (79,760 - 43,190) / 5,636 = 6.49 positions per cell.
+ECP5_LUTRAM_POSITIONS = 6.5
+
+
 def fit_cells() -> dict:
-    """CELLS: placed logic cells (nextpnr) beyond the LUT4s, from bench/synth_calibration.csv (the probe
-    designs, placed and routed inside the I/O harness, whose cells are the fitted intercept).
-    iCE40: an ICESTORM_LC holds a LUT4 and a FF, so FFs that cannot share one with their LUT take
-    cells of their own (at most one each); ECP5: FFs have their own bels, a TRELLIS_DPR16X4 LUT RAM
-    cell takes several TRELLIS_COMB positions."""
+    """CELLS: placed logic cells (nextpnr) beyond the LUT4s. iCE40: an ICESTORM_LC holds a LUT4
+    and a FF, so FFs that cannot share one with their LUT take cells of their own (at most one
+    each), fitted on bench/synth_calibration.csv (the probe designs, placed and routed inside the
+    I/O harness, whose cells are the fitted intercept). ECP5: FFs have their own bels; a LUT RAM
+    cell takes ECP5_LUTRAM_POSITIONS TRELLIS_COMB positions."""
     data = [r for r in csv.DictReader(open(PROBES, newline="")) if r["status"] == "ok" and r["placed_logic"]]
-    cells = {}
-    for family, column, cap in (("ice40", "ff", 1.0), ("ecp5", "lutram", 8.0)):
-        rs = [r for r in data if DEVICES[r["device"]].family.value == family]
-        a = np.array([[float(r[column]), 1.0] for r in rs])
-        y = np.array([float(r["placed_logic"]) - float(r["lut4"]) for r in rs])
-        x = min(cap, max(0.0, float(np.linalg.lstsq(a, y, rcond=None)[0][0]))) if rs else 0.0
-        cells[family] = {"ff": 0.0, "lutram": 0.0, column: round(x, 2)}
-    return cells
+    rs = [r for r in data if DEVICES[r["device"]].family.value == "ice40"]
+    a = np.array([[float(r["ff"]), 1.0] for r in rs])
+    y = np.array([float(r["placed_logic"]) - float(r["lut4"]) for r in rs])
+    x = min(1.0, max(0.0, float(np.linalg.lstsq(a, y, rcond=None)[0][0]))) if rs else 0.0
+    return {"ice40": {"ff": round(x, 2), "lutram": 0.0}, "ecp5": {"ff": 0.0, "lutram": ECP5_LUTRAM_POSITIONS}}
 
 
 def write_calibration(fits: dict, factors: dict, rows: list[dict]) -> None:
@@ -471,7 +476,8 @@ def write_calibration(fits: dict, factors: dict, rows: list[dict]) -> None:
                        f"Kinds not in the set: {', '.join(borrowed) or 'none'}.", 100),
         "LOGIC[family][kind][\"lut\"|\"ff\"][feature]: LUT4s / flip-flops per unit of each feature of",
         "resources.unit_features (features absent cost nothing); MEMORY[family]: resources.memory_logic's",
-        "coefficients; CELLS from bench/synth_calibration.csv (nextpnr); BLOCK_WORTH is not fitted.",
+        "coefficients; CELLS: iCE40 from bench/synth_calibration.csv (nextpnr), ECP5 LUT RAM measured",
+        "(calibrate_resources.ECP5_LUTRAM_POSITIONS); BLOCK_WORTH is not fitted.",
         "Scaled by flat / sum-of-units synthesis: "
         + ", ".join(f"{f} LUT x{factors[f]['lut']:.3f} FF x{factors[f]['ff']:.3f}" for f in sorted(factors)) + ".",
         '"""',

@@ -8,7 +8,8 @@ pruned_b16, pruned_b4, pruned_pt_b8, pt_b8, unstruct_b8. Kinds not in the set: a
 requantize (as add), concat (as maxpool).
 LOGIC[family][kind]["lut"|"ff"][feature]: LUT4s / flip-flops per unit of each feature of
 resources.unit_features (features absent cost nothing); MEMORY[family]: resources.memory_logic's
-coefficients; CELLS from bench/synth_calibration.csv (nextpnr); BLOCK_WORTH is not fitted.
+coefficients; CELLS: iCE40 from bench/synth_calibration.csv (nextpnr), ECP5 LUT RAM measured
+(calibrate_resources.ECP5_LUTRAM_POSITIONS); BLOCK_WORTH is not fitted.
 Scaled by flat / sum-of-units synthesis: ecp5 LUT x0.968 FF x1.000, ice40 LUT x0.997 FF x1.000.
 """
 
@@ -95,4 +96,4 @@ MEMORY = {
     'ice40': {'bram_lut': 8.651, 'lutram_mux': 0.4983, 'rom_lut': 1.318, 'ram_mux': 0.3043, 'ram_decode': 8.371, 'rom_exp': 1.0},
 }
 BLOCK_WORTH = {'ecp5': 120.0, 'ice40': 60.0}
-CELLS = {'ecp5': {'ff': 0.0, 'lutram': 4.26}, 'ice40': {'ff': 1.0, 'lutram': 0.0}}
+CELLS = {'ecp5': {'ff': 0.0, 'lutram': 6.5}, 'ice40': {'ff': 1.0, 'lutram': 0.0}}

@@ -130,7 +130,7 @@ def _unit_queue_depth(node) -> int | None:
     if isinstance(node, (AvgPool, GlobalAvgPool)):
         return pool.QUEUE_DEPTH
     if isinstance(node, MaxPool):
-        return 2
+        return pool.MAXPOOL_QUEUE_DEPTH
     return None
 
 
@@ -176,21 +176,24 @@ def memories(graph: Graph, plan: Plan, programs: Mapping[str, EngineProgram]) ->
 
 def _logic_cost(mem: Memory, family: Family) -> float:
     """LUT-equivalents of `mem` outside block RAM (its cheapest legal kind), for ranking."""
-    lut, ff = memory_logic(mem, "logic", family)
-    cost = lut + 0.5 * ff
-    if family is Family.ECP5 and not mem.rom:  # a ROM has no write port: yosys cannot map it to LUT RAM
-        lr_lut, lr_ff = memory_logic(mem, "lutram", family)
-        cost = min(cost, lr_lut + 0.5 * lr_ff + 2 * lutram_cells(mem))
-    return cost
+    return min(_kind_cost(mem, kind, family) for kind in _off_block_kinds(mem, family))
 
 
 def _off_block_kind(mem: Memory, family: Family) -> str:
-    if family is Family.ECP5 and not mem.rom:  # yosys maps a ROM to LUTs, never to LUT RAM
-        lut, ff = memory_logic(mem, "logic", family)
-        lr_lut, lr_ff = memory_logic(mem, "lutram", family)
-        if lr_lut + 0.5 * lr_ff + 2 * lutram_cells(mem) <= lut + 0.5 * ff:
-            return "lutram"
-    return "logic"
+    return min(_off_block_kinds(mem, family), key=lambda kind: _kind_cost(mem, kind, family))
+
+
+def _off_block_kinds(mem: Memory, family: Family) -> tuple[str, ...]:
+    # yosys maps a ROM (no write port) to LUTs, never to LUT RAM
+    return ("lutram", "logic") if family is Family.ECP5 and not mem.rom else ("logic",)
+
+
+def _kind_cost(mem: Memory, kind: str, family: Family) -> float:
+    """LUT positions `mem` takes as `kind` ("lutram" or "logic"); a flip-flop counts half."""
+    from .calibration import CELLS  # noqa: PLC0415
+
+    lut, ff = memory_logic(mem, kind, family)
+    return lut + 0.5 * ff + (CELLS[family.value]["lutram"] * lutram_cells(mem) if kind == "lutram" else 0)
 
 
 def place_memories(mems: list[Memory], device: Device, blocks: int | None = None) -> dict[str, str]:

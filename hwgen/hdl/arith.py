@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 
-__all__ = ["DSP_CHUNK", "dsp_chunks", "chunk_widths", "dsp_multiply", "lut_multiply", "const_multiply",
+__all__ = ["DSP_CHUNK", "DSP_MULTIPLY_LATENCY", "dsp_chunks", "chunk_widths", "dsp_multiply", "lut_multiply", "const_multiply",
            "csd_digits", "product_shape", "KEEP"]
 
 #: On every product register an adder reads: yosys 0.70's `ice40_dsp` otherwise packs the
@@ -27,6 +27,9 @@ KEEP = {"keep": 1}
 #: Widest operand chunk one DSP multiplies: the iCE40's 16x16 (signed or unsigned per operand);
 #: ECP5's 18x18 signed takes a 16-bit unsigned chunk as 17 signed bits.
 DSP_CHUNK = 16
+
+#: Cycles from `dsp_multiply`'s operands to its product.
+DSP_MULTIPLY_LATENCY = 3
 
 
 def chunk_widths(bits: int) -> list[int]:
@@ -58,7 +61,9 @@ def _chunks(value: Value) -> list[tuple[Value, int]]:
 
 
 def dsp_multiply(m: Module, a: Value, b: Value | int, name: str) -> tuple[Signal, int]:
-    """`a * b` as registered chunk products then their registered sum: (product, latency 2)."""
+    """`a * b` as registered chunk products, then registered sums of pairs of them, then their
+    registered total: (product, DSP_MULTIPLY_LATENCY). Two levels of wide adders in one cycle
+    were the iCE40's critical path (a requantizer's 2x2 chunks: 40 carry levels, 37.8 MHz)."""
     width = product_shape(a, b)
     if isinstance(b, int):
         b = Const(b, signed(b.bit_length() + 1) if b < 0 else unsigned(max(1, b.bit_length())))
@@ -67,10 +72,15 @@ def dsp_multiply(m: Module, a: Value, b: Value | int, name: str) -> tuple[Signal
         for j, (y, yo) in enumerate(_chunks(b)):
             reg = Signal(signed(len(x) + len(y) + 1), name=f"{name}_pp{i}_{j}", reset_less=True, attrs=KEEP)
             m.d.sync += reg.eq(x * y)
-            parts.append((reg, xo + yo))
+            parts.append(reg << (xo + yo) if xo + yo else reg)
+    pairs = []
+    for k in range(0, len(parts), 2):
+        pair = Signal(signed(width), name=f"{name}_pair{k // 2}", reset_less=True)
+        m.d.sync += pair.eq(_tree_sum(parts[k:k + 2]))
+        pairs.append(pair)
     total = Signal(signed(width), name=f"{name}_product", reset_less=True)
-    m.d.sync += total.eq(_tree_sum([p << s if s else p for p, s in parts]))
-    return total, 2
+    m.d.sync += total.eq(_tree_sum(pairs))
+    return total, DSP_MULTIPLY_LATENCY
 
 
 def _tree_sum(values: list):

@@ -8,14 +8,14 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
 from ..ir import Requant
-from .arith import dsp_multiply
+from .arith import DSP_MULTIPLY_LATENCY, dsp_multiply
 from .requant import REQUANT_LATENCY, requantize
 from .streams import OutputQueue, element_shape, word_layout, word_stream
 from .tables import channel_values, table
 
 __all__ = ["AddUnit", "RequantizeUnit", "ConcatUnit"]
 
-QUEUE_DEPTH = REQUANT_LATENCY + 5  # the longest pipeline (AddUnit's) plus one: no bubbles
+QUEUE_DEPTH = DSP_MULTIPLY_LATENCY + REQUANT_LATENCY + 3  # the longest pipeline (AddUnit's) plus one: no bubbles
 
 
 def _lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: int, chunk, otype: IntType,
@@ -68,17 +68,18 @@ class AddUnit(wiring.Component):
         fire = self.a.valid & self.b.valid & space
         m.d.comb += [self.a.ready.eq(self.b.valid & space), self.b.ready.eq(self.a.valid & space),
                      queue.reserve.eq(fire), self.busy.eq(fire)]
-        pipe = _Pipeline(m, fire, self.channels // self.lanes, 3 + REQUANT_LATENCY)
+        pipe = _Pipeline(m, fire, self.channels // self.lanes, 1 + DSP_MULTIPLY_LATENCY + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         for k in range(self.lanes):
-            # constant multipliers in DSP-sized chunks (2 cycles), so the DSP count is known
+            # constant multipliers in DSP-sized chunks, so the DSP count is known
             px, _ = dsp_multiply(m, self.a.payload[k], self.lhs, f"ax{k}")
             py, _ = dsp_multiply(m, self.b.payload[k], self.rhs, f"by{k}")
             acc = Signal(signed(self.acc.bits), name=f"acc{k}", reset_less=True)
-            with m.If(pipe.valid[2]):
+            product = DSP_MULTIPLY_LATENCY
+            with m.If(pipe.valid[product]):
                 m.d.sync += acc.eq(px + py + self.bias)
-            out = _lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[2], self.otype,
-                                f"rq{k}", pipe.valid[3], pipe.valid[2])
+            out = _lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[product],
+                                self.otype, f"rq{k}", pipe.valid[product + 1], pipe.valid[product])
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)
         return m

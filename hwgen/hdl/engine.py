@@ -165,7 +165,10 @@ class MacEngine(wiring.Component):
         # -- issue: the sequencer ------------------------------------------------------------------
         busy, ctx, half = Signal(), Signal(range(n)), Signal()
         addr, end = Signal(range(total_steps)), Signal(range(total_steps))
-        runnable = [loaded[k].bit_select(read_half[k], 1) & (queues[k].free >= c.folds) for k, c in enumerate(contexts)]
+        # runnable[k]: context k could start now (its next vector loaded, room in its queue for the
+        # position). A register (Fmax: it heads the start decision): loading and freeing are seen a
+        # cycle late, and for the cycle after k starts it is computed for the half and room after it.
+        runnable = [Signal(name=f"runnable{k}") for k in range(n)]
         at_end = addr == end
         can_start = ~busy | at_end
         # Round robin: the first runnable context after the one that started last, so every layer
@@ -186,6 +189,9 @@ class MacEngine(wiring.Component):
         with m.Elif(busy):
             m.d.sync += addr.eq(addr + 1)
         for k, c in enumerate(contexts):
+            loaded_now = loaded[k].bit_select(read_half[k], 1) & (queues[k].free >= c.folds)
+            loaded_next = loaded[k].bit_select(~read_half[k], 1) & (queues[k].free >= 2 * c.folds)
+            m.d.sync += runnable[k].eq(Mux(starts[k], loaded_next, loaded_now))
             with m.If(starts[k]):
                 m.d.sync += [busy.eq(1), addr.eq(c.base), end.eq(c.base + c.steps - 1), ctx.eq(k),
                              half.eq(read_half[k]), read_half[k].eq(~read_half[k])]
@@ -222,9 +228,12 @@ class MacEngine(wiring.Component):
         for k, c in enumerate(contexts):
             active = valid1 & (ctx1 == k)
             for j, (port, f) in enumerate(zip(stores[k], c.ports)):
-                offset = _field(word, f) if isinstance(f, Field) else self._affine(m, f, active, start1, prev_last,
-                                                                                    c.layer.words, f"{c.layer.name}_p{j}")
-                m.d.comb += port.addr.eq(Mux(half1, offset + c.layer.words, offset))
+                if isinstance(f, Field):
+                    offset = _field(word, f)
+                    m.d.comb += port.addr.eq(Mux(half1, offset + c.layer.words, offset))
+                else:
+                    m.d.comb += port.addr.eq(self._affine(m, f, active, start1, prev_last, half1, c.layer.words,
+                                                          f"{c.layer.name}_p{j}"))
             filled = self.input(k).valid & self.input(k).ready & (fill_word[k] == c.layer.words - 1)
             release = active & end1
             for h in range(2):
@@ -320,18 +329,22 @@ class MacEngine(wiring.Component):
     def _attrs(self, name: str):
         return memory_attrs(self.placement.get(name))
 
-    def _affine(self, m: Module, a: Affine, active, start, prev_last, words: int, name: str):
-        """The read address a.step*k + a.fold*f + a.offset at the read stage, from two registers."""
+    def _affine(self, m: Module, a: Affine, active, start, prev_last, half, words: int, name: str):
+        """The read address half*words + a.step*k + a.fold*f + a.offset at the read stage, a mux of
+        registers (Fmax: it goes straight to a block RAM's address)."""
         if a.constant:
-            return a.offset
+            return Mux(half, a.offset + words, a.offset)
         width = range(max(2, 2 * words))
-        fold_reg, step_reg = Signal(width, name=f"{name}_fold"), Signal(width, name=f"{name}_next")
-        fold_now = Signal(width, name=f"{name}_fold_now")
+        first = Mux(half, a.offset + words, a.offset)
+        next_fold, next_step = Signal(width, name=f"{name}_next_fold"), Signal(width, name=f"{name}_next_step")
         address = Signal(width, name=f"{name}_addr")
-        m.d.comb += fold_now.eq(Mux(start, a.offset, Mux(prev_last, fold_reg + a.fold, fold_reg)))
-        m.d.comb += address.eq(Mux(start | prev_last, fold_now, step_reg))
+        m.d.comb += address.eq(Mux(start, first, Mux(prev_last, next_fold, next_step)))
         with m.If(active):
-            m.d.sync += [fold_reg.eq(fold_now), step_reg.eq(address + a.step)]
+            m.d.sync += next_step.eq(address + a.step)
+            with m.If(start):
+                m.d.sync += next_fold.eq(first + a.fold)
+            with m.Elif(prev_last):
+                m.d.sync += next_fold.eq(next_fold + a.fold)
         return address
 
     def _requantize(self, m: Module, accs: list, fold_end, ctx, fold, fold_before, queues) -> None:

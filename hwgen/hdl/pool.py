@@ -21,6 +21,7 @@ from .tables import channel_values, table
 __all__ = ["MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit"]
 
 QUEUE_DEPTH = REQUANT_LATENCY + 3
+MAXPOOL_QUEUE_DEPTH = 3  # its pipeline (2) plus one
 
 
 class MaxPoolUnit(wiring.Component):
@@ -33,7 +34,7 @@ class MaxPoolUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         layout = word_layout(self.itype, self.lanes)
-        m.submodules.queue = queue = OutputQueue(layout, 2)
+        m.submodules.queue = queue = OutputQueue(layout, MAXPOOL_QUEUE_DEPTH)
         tap = Signal(range(self.taps))
         best = [Signal(element_shape(self.itype), name=f"best{k}", reset_less=True) for k in range(self.lanes)]
         last = tap == self.taps - 1
@@ -41,13 +42,17 @@ class MaxPoolUnit(wiring.Component):
         m.d.comb += [self.i.ready.eq(~last | (queue.free > 0)), queue.reserve.eq(fire & last), self.busy.eq(fire)]
         with m.If(fire):
             m.d.sync += tap.eq(Mux(last, 0, tap + 1))
-        m.d.sync += queue.w.valid.eq(fire & last)
+        # The input word is registered before it is compared (Fmax: it comes from a queue's read mux).
+        taken, first, final = Signal(), Signal(reset_less=True), Signal(reset_less=True)
+        m.d.sync += [taken.eq(fire), first.eq(tap == 0), final.eq(last), queue.w.valid.eq(taken & final)]
         for k in range(self.lanes):
-            x = self.i.payload[k]
-            larger = Mux(x > best[k], x, best[k]) if self.taps > 1 else x
+            x = Signal(element_shape(self.itype), name=f"x{k}", reset_less=True)
             with m.If(fire):
-                m.d.sync += best[k].eq(Mux(tap == 0, x, larger))
-                m.d.sync += queue.w.payload[k].eq(Mux(tap == 0, x, larger))
+                m.d.sync += x.eq(self.i.payload[k])
+            larger = Mux(x > best[k], x, best[k]) if self.taps > 1 else x
+            with m.If(taken):
+                m.d.sync += best[k].eq(Mux(first, x, larger))
+                m.d.sync += queue.w.payload[k].eq(Mux(first, x, larger))
         wiring.connect(m, wiring.flipped(self.o), queue.o)
         return m
 

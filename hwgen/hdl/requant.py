@@ -1,16 +1,17 @@
 """Requantization in hardware: y = clamp(zero_point + round_shift(acc * M, s), lo, hi).
 
-The same formula as `hwgen.fixed.requantize`, in five registered stages, so no stage holds more
+The same formula as `hwgen.fixed.requantize`, in six registered stages, so no stage holds more
 than one adder or a shifter (Fmax):
 
 1. the product acc * M in DSP-sized chunk products (see `arith.dsp_multiply`: the DSP count
    is known before synthesis);
-2. their sum;
-3. the shift: floor(v / 2**s), and the bits rounding looks at. With r = v mod 2**s, RNU
+2. sums of pairs of them (the shift's rounding masks are built meanwhile);
+3. their total;
+4. the shift: floor(v / 2**s), and the bits rounding looks at. With r = v mod 2**s, RNU
    rounds up when r >= 2**(s-1), i.e. when bit s-1 of v is set; RNE rounds up when bit s-1 is
    set and either a lower bit is set (r > half) or the quotient is odd (a tie goes to even);
-4. the rounding and the zero point;
-5. the clamp.
+5. the rounding and the zero point;
+6. the clamp.
 
 Every parameter may be a constant (the common per-tensor case costs no table) or a signal that
 is valid together with `acc`; the unit delays the later stages' parameters itself. A signal
@@ -23,12 +24,13 @@ from amaranth import Const, Module, Mux, Shape, Signal, Value, signed
 
 from ..fixed import Rounding
 from ..fpga.program import reduce_multiplier
-from .arith import dsp_multiply
+from .arith import DSP_MULTIPLY_LATENCY, dsp_multiply
+from .tables import table
 
 __all__ = ["REQUANT_LATENCY", "requantize", "reduce_multiplier"]
 
 #: Cycles from acc (with its parameters) to the requantized output.
-REQUANT_LATENCY = 5
+REQUANT_LATENCY = DSP_MULTIPLY_LATENCY + 3
 
 
 def _delayed(m: Module, value, enables: list, name: str):
@@ -41,6 +43,11 @@ def _delayed(m: Module, value, enables: list, name: str):
             m.d.sync += reg.eq(value)
         value = reg
     return value
+
+
+def _bits(offset: int, lo: int, hi: int) -> int:
+    """A mask of bits lo .. hi-1 of a value, for a slice starting at bit `offset`."""
+    return sum(1 << (b - offset) for b in range(max(lo, offset), hi))
 
 
 def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rounding: Rounding,
@@ -65,13 +72,27 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
         min_shift = max_shift = shift
 
     # 1-2: the product (the chunk products register unconditionally: a DSP's own register)
-    product, latency = dsp_multiply(m, acc, multiplier, name)
-    assert latency == 2
+    product, stages = dsp_multiply(m, acc, multiplier, name)
+    assert stages == DSP_MULTIPLY_LATENCY
     if len(product) < max_shift + 1:  # sign-extended past the largest shift: every bit the shift sees exists
         wide = Signal(signed(max_shift + 1), name=f"{name}_product_wide")
         m.d.comb += wide.eq(product)
         product = wide
-    shift = _delayed(m, shift, enables[:2], f"{name}_shift")
+    width = len(product)
+    if not isinstance(shift, int):
+        # The rounding bits' masks depend on the shift alone: built from it a stage early and
+        # registered, so stage 3 is a shifter and an OR of masked bits (Fmax), no mask arithmetic.
+        shift_early = _delayed(m, shift, enables[:stages - 1], f"{name}_shift")
+        base = min(min_shift, width)
+        always = max(0, base - 1)   # bits under `half` at every shift that occurs
+        choices = range(base, max(base, max_shift) + 1)
+        rest = Signal(range(len(choices)), name=f"{name}_shift_rest", reset_less=True)
+        half_mask = Signal(max(1, max_shift - always), name=f"{name}_half_mask", reset_less=True)
+        sticky_mask = Signal(max(1, max_shift - 1 - always), name=f"{name}_sticky_mask", reset_less=True)
+        with m.If(enables[stages - 1]):
+            m.d.sync += [rest.eq(shift_early - base),
+                         half_mask.eq(table([_bits(always, s - 1, s) for s in choices], shift_early - base)),
+                         sticky_mask.eq(table([_bits(always, 0, s - 1) for s in choices], shift_early - base))]
 
     # 3: the shift, over the shifts that occur
     if isinstance(shift, int):
@@ -80,23 +101,13 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
         half = product[shift - 1] if shift > 0 else Const(0)
         sticky = product[:shift - 1].any() if shift > 1 else Const(0)
     else:
-        width = len(product)
-        base = min(min_shift, width)
-        rest = Signal(range(max(1, max_shift - base) + 1), name=f"{name}_shift_rest")
-        m.d.comb += rest.eq(shift - base)
         quotient = product[base:].as_signed() >> rest if base < width else product[-1:].as_signed()
-        # Masks come from right shifts of constants, so no value grows wider than the product.
         raw = product.as_unsigned()
-        shift_less = Signal.like(shift, name=f"{name}_shift_less")
-        m.d.comb += shift_less.eq(shift - 1)
-        half = Mux(shift == 0, 0, raw.bit_select(shift_less, 1))
-        unshift = Signal(range(width + 2), name=f"{name}_unshift")
-        m.d.comb += unshift.eq(width + 1 - shift)
-        below = Const((1 << width) - 1, width) >> unshift  # the shift-1 bits under `half`
-        sticky = Mux(shift <= 1, 0, (raw & below).any())
+        half = (raw[always:max_shift] & half_mask).any()
+        sticky = raw[:always].any() | (raw[always:max_shift - 1] & sticky_mask).any()
     q = Signal(signed(len(quotient)), name=f"{name}_quotient", reset_less=True)
     h, s = Signal(name=f"{name}_half", reset_less=True), Signal(name=f"{name}_sticky", reset_less=True)
-    with m.If(enables[2]):
+    with m.If(enables[stages]):
         m.d.sync += [q.eq(quotient), h.eq(half), s.eq(sticky)]
 
     # 4: rounding and zero point
@@ -107,15 +118,16 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
     else:
         raise ValueError(f"unknown rounding mode {rounding!r}")
     zero_point, lo, hi = (_delayed(m, v, enables[:n], f"{name}_{label}")
-                          for v, label, n in ((zero_point, "zp", 3), (lo, "lo", 4), (hi, "hi", 4)))
+                          for v, label, n in ((zero_point, "zp", stages + 1), (lo, "lo", stages + 2),
+                                                  (hi, "hi", stages + 2)))
     zp_bits = zero_point.bit_length() + 1 if isinstance(zero_point, int) else len(zero_point)
     # widths fit each value exactly: widening a signed value costs a simulator a bit per bit
     biased = Signal(signed(max(len(q) + 1, zp_bits) + 1), name=f"{name}_biased", reset_less=True)
-    with m.If(enables[3]):
+    with m.If(enables[stages + 1]):
         m.d.sync += biased.eq(q + round_up + zero_point)
 
     # 5: the clamp
     out = Signal(out_shape, name=f"{name}_out", reset_less=True)
-    with m.If(enables[4]):
+    with m.If(enables[stages + 2]):
         m.d.sync += out.eq(Mux(biased < lo, lo, Mux(biased > hi, hi, biased)))
     return out

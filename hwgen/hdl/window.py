@@ -15,7 +15,7 @@ releases the rows no later output row needs when it ends the row.
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -27,8 +27,12 @@ from .streams import OutputQueue, memory_attrs, word_layout, word_stream
 
 __all__ = ["WindowGenerator", "window_rows"]
 
-#: Output queue depth: read latency (1) plus room for the consumer to stall without a bubble.
-QUEUE_DEPTH = 4
+#: Output queue depth: read latency (2) plus room for the consumer to stall without a bubble.
+QUEUE_DEPTH = 5
+
+#: Cycles the reader waits after an output row ends: its next row's bookkeeping is computed in
+#: two register stages meanwhile (Fmax). At least ow * kh * kw * chunks words make a row.
+ROW_END_GAP = 2
 
 #: Rows beyond those one output row needs (the plan's default).
 SLACK_ROWS = WINDOW_SLACK_ROWS
@@ -127,12 +131,12 @@ class WindowGenerator(wiring.Component):
 
         last_row = oy == oh - 1
 
-        def rows_needed(y, last):
+        def clamp_rows(y):
+            return min(max(y, 0), h) if isinstance(y, int) else Mux(y <= 0, 0, Mux(y >= h, h, y))
+
+        def rows_needed(y: int, last: bool) -> int:
             """Rows of the image an output row starting at input row y needs written (all, for the last)."""
-            reach = y + max(span, sh)
-            if isinstance(y, int):
-                return h if last else min(max(reach, 0), h)
-            return Mux(last, h, Mux(reach <= 0, 0, Mux(reach >= h, h, reach)))
+            return h if last else clamp_rows(y + max(span, sh))
 
         # A register, set whenever base_y moves, so the issue decision starts from flip-flops (Fmax).
         need = Signal(range(h + 1), init=rows_needed(-top, oh == 1))
@@ -142,18 +146,47 @@ class WindowGenerator(wiring.Component):
         m.d.sync += available.eq(available + row_done - Mux(image_done, h, 0))
 
         m.submodules.queue = queue = OutputQueue(layout, QUEUE_DEPTH)
-        issue = Signal()
-        m.d.comb += [issue.eq((available >= need) & (queue.free > 0)), queue.reserve.eq(issue), self.busy.eq(issue)]
+        # `rows_ready`: available >= need, a cycle late (Fmax: issue fans out to every counter).
+        # Stale only where it is safe: `available` grows but at an image's end, and `need` grows
+        # but at a row's end; both are row ends, after which it is held low for ROW_END_GAP cycles.
+        issue, row_end, rows_ready = Signal(), Signal(), Signal()
+        ended = Signal(max(1, ROW_END_GAP - 1), name="row_ended")   # a row ended 1 .. ROW_END_GAP - 1 cycles ago
+        m.d.sync += [ended.eq(Cat(issue & row_end, ended[:-1])),
+                     rows_ready.eq((available >= need) & ~(issue & row_end) & ~ended.any())]
+        m.d.comb += [issue.eq(rows_ready & (queue.free > 0)), queue.reserve.eq(issue), self.busy.eq(issue)]
         inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        m.d.comb += rport.addr.eq(const_multiply(slot, w * chunks)
-                                  + const_multiply(ix[:max(1, (w - 1).bit_length())], chunks) + chunk)
-        pad = Signal(reset_less=True)
-        m.d.sync += [pad.eq(~inside), queue.w.valid.eq(issue)]
+        # The read address is registered before the memory registers it again (Fmax: it is a sum
+        # of constant products), so a word reaches the queue two cycles after its issue.
+        address = Signal(range(rows * w * chunks), name="read_address", reset_less=True)
+        outside, issued, pad = Signal(reset_less=True), Signal(), Signal(reset_less=True)
+        m.d.sync += [address.eq(const_multiply(slot, w * chunks)
+                                + const_multiply(ix[:max(1, (w - 1).bit_length())], chunks) + chunk),
+                     outside.eq(~inside), issued.eq(issue), pad.eq(outside), queue.w.valid.eq(issued)]
+        m.d.comb += rport.addr.eq(address)
         pad_word = 0
         for k in range(self.lanes):
             pad_word |= (self.pad_value & ((1 << self.itype.bits) - 1)) << (k * self.itype.bits)
         m.d.comb += queue.w.payload.eq(Mux(pad, pad_word, rport.data))
         wiring.connect(m, wiring.flipped(self.o), queue.o)
+
+        # What a row end sets, computed ahead in two register stages (Fmax: sums, clamps and wraps
+        # of the row's state). Up to date at every row end: the state they follow changes only at
+        # a row end, and no row ends in the ROW_END_GAP cycles after one.
+        next_y = Signal(coord, name="next_y", reset_less=True)
+        next_reach = Signal(coord, name="next_reach", reset_less=True)   # next_y + the rows its windows span
+        next_base_slot = Signal(range(rows), name="next_base_slot", reset_less=True)
+        next_image_slot = Signal(range(rows), name="next_image_slot", reset_less=True)
+        first_slot = Signal(range(rows), name="first_slot", reset_less=True)
+        next_need = Signal.like(need, name="next_need", reset_less=True)
+        next_release = Signal(count, name="next_release", reset_less=True)
+        next_image_base = Signal(count, name="next_image_base", reset_less=True)
+        m.d.sync += [next_y.eq(base_y + sh), next_reach.eq(base_y + (sh + max(span, sh))),
+                     next_base_slot.eq(wrap(base_slot + sh)), next_image_slot.eq(wrap(image_slot + h % rows)),
+                     next_image_base.eq(image_base + h),
+                     # the second stage
+                     next_need.eq(Mux(oy == oh - 2, h, clamp_rows(next_reach))),
+                     next_release.eq(image_base + clamp_rows(next_y)),
+                     first_slot.eq(wrap(next_image_slot + (-top) % rows))]
 
         end_kx, end_ky = kx == kw - 1, ky == kh - 1
         end_chunk, end_ox = chunk == chunks - 1, ox == ow - 1
@@ -169,19 +202,15 @@ class WindowGenerator(wiring.Component):
                 m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(0), ox.eq(ox + 1), base_x.eq(base_x + sw),
                              ix.eq(base_x + sw), iy.eq(base_y), slot.eq(base_slot)]
             with m.Else():  # the end of an output row: release what the next row does not need
+                m.d.comb += row_end.eq(1)
                 m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(0), ox.eq(0), base_x.eq(-left), ix.eq(-left)]
-                next_y = base_y + sh
                 with m.If(~last_row):
-                    keep = Mux(next_y <= 0, 0, Mux(next_y >= h, h, next_y))
-                    m.d.sync += [oy.eq(oy + 1), base_y.eq(next_y), iy.eq(next_y),
-                                 base_slot.eq(wrap(base_slot + sh)), slot.eq(wrap(base_slot + sh)),
-                                 need.eq(rows_needed(next_y, oy == oh - 2)), released.eq(image_base + keep)]
+                    m.d.sync += [oy.eq(oy + 1), base_y.eq(next_y), iy.eq(next_y), base_slot.eq(next_base_slot),
+                                 slot.eq(next_base_slot), need.eq(next_need), released.eq(next_release)]
                 with m.Else():
                     m.d.comb += image_done.eq(1)
-                    next_image_slot = wrap(image_slot + h % rows)
-                    first_slot = wrap(next_image_slot + (-top) % rows)
                     m.d.sync += [oy.eq(0), base_y.eq(-top), iy.eq(-top),
                                  need.eq(rows_needed(-top, oh == 1)), image_slot.eq(next_image_slot),
-                                 base_slot.eq(first_slot), slot.eq(first_slot), released.eq(image_base + h),
-                                 image_base.eq(image_base + h)]
+                                 base_slot.eq(first_slot), slot.eq(first_slot), released.eq(next_image_base),
+                                 image_base.eq(next_image_base)]
         return m
