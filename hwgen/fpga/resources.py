@@ -407,7 +407,7 @@ class Estimate:
     dsp: int
     bram: int
     lutram: int         # ECP5 TRELLIS_DPR16X4 cells
-    cells: int          # iCE40: logic cells (LUT4 + carry + FF packed); ECP5: same as logic + 2 per LUT RAM cell
+    cells: int          # iCE40: logic cells (LUT4 + carry + FF packed); ECP5: LUT positions, LUT RAM cells included (CELLS)
     weights: dict[str, int] = field(default_factory=dict)  # weight bits by where they are ("bram", "logic")
 
     def to_json(self) -> dict:

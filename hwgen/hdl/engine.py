@@ -166,8 +166,8 @@ class MacEngine(wiring.Component):
         busy, ctx, half = Signal(), Signal(range(n)), Signal()
         addr, end = Signal(range(total_steps)), Signal(range(total_steps))
         # runnable[k]: context k could start now (its next vector loaded, room in its queue for the
-        # position). A register (Fmax: it heads the start decision): loading and freeing are seen a
-        # cycle late, and for the cycle after k starts it is computed for the half and room after it.
+        # position). A register (Fmax: it heads the start decision), computed from the next state:
+        # the half after a start and a vector the fill completes; room freed is seen a cycle late.
         runnable = [Signal(name=f"runnable{k}") for k in range(n)]
         at_end = addr == end
         can_start = ~busy | at_end
@@ -189,9 +189,14 @@ class MacEngine(wiring.Component):
         with m.Elif(busy):
             m.d.sync += addr.eq(addr + 1)
         for k, c in enumerate(contexts):
-            loaded_now = loaded[k].bit_select(read_half[k], 1) & (queues[k].free >= c.folds)
-            loaded_next = loaded[k].bit_select(~read_half[k], 1) & (queues[k].free >= 2 * c.folds)
-            m.d.sync += runnable[k].eq(Mux(starts[k], loaded_next, loaded_now))
+            i = self.input(k)
+            filled = i.valid & i.ready & (fill_word[k] == c.layer.words - 1)
+
+            def loaded_after(h, k=k, filled=filled):
+                return loaded[k].bit_select(h, 1) | (filled & (fill_half[k] == h))
+
+            m.d.sync += runnable[k].eq(Mux(starts[k], loaded_after(~read_half[k]) & (queues[k].free >= 2 * c.folds),
+                                           loaded_after(read_half[k]) & (queues[k].free >= c.folds)))
             with m.If(starts[k]):
                 m.d.sync += [busy.eq(1), addr.eq(c.base), end.eq(c.base + c.steps - 1), ctx.eq(k),
                              half.eq(read_half[k]), read_half[k].eq(~read_half[k])]

@@ -15,7 +15,7 @@ releases the rows no later output row needs when it ends the row.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,10 +29,6 @@ __all__ = ["WindowGenerator", "window_rows"]
 
 #: Output queue depth: read latency (2) plus room for the consumer to stall without a bubble.
 QUEUE_DEPTH = 5
-
-#: Cycles the reader waits after an output row ends: its next row's bookkeeping is computed in
-#: two register stages meanwhile (Fmax). At least ow * kh * kw * chunks words make a row.
-ROW_END_GAP = 2
 
 #: Rows beyond those one output row needs (the plan's default).
 SLACK_ROWS = WINDOW_SLACK_ROWS
@@ -143,16 +139,22 @@ class WindowGenerator(wiring.Component):
         # Rows of the reader's image written: written - image_base, kept as a register of its own
         # (Fmax: the issue decision compares it with `need` and nothing else).
         available = Signal(count)
-        m.d.sync += available.eq(available + row_done - Mux(image_done, h, 0))
+        available_next = available + row_done - Mux(image_done, h, 0)
+        m.d.sync += available.eq(available_next)
 
         m.submodules.queue = queue = OutputQueue(layout, QUEUE_DEPTH)
-        # `rows_ready`: available >= need, a cycle late (Fmax: issue fans out to every counter).
-        # Stale only where it is safe: `available` grows but at an image's end, and `need` grows
-        # but at a row's end; both are row ends, after which it is held low for ROW_END_GAP cycles.
+        # `rows_ready`: available >= need, as a register (Fmax: issue fans out to every counter).
+        # `need` changes only at a row end, so the reader waits a cycle after each. What a row end
+        # sets next is computed ahead in two register stages (below), fresh once 3 cycles have
+        # passed since the last row end: a row of one word waits a second cycle.
         issue, row_end, rows_ready = Signal(), Signal(), Signal()
-        ended = Signal(max(1, ROW_END_GAP - 1), name="row_ended")   # a row ended 1 .. ROW_END_GAP - 1 cycles ago
-        m.d.sync += [ended.eq(Cat(issue & row_end, ended[:-1])),
-                     rows_ready.eq((available >= need) & ~(issue & row_end) & ~ended.any())]
+        row_words = ow * kh * kw * chunks
+        hold = issue & row_end
+        if row_words == 1:
+            ended = Signal(name="row_ended")
+            m.d.sync += ended.eq(hold)
+            hold = hold | ended
+        m.d.sync += rows_ready.eq((available_next >= need) & ~hold)
         m.d.comb += [issue.eq(rows_ready & (queue.free > 0)), queue.reserve.eq(issue), self.busy.eq(issue)]
         inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
         # The read address is registered before the memory registers it again (Fmax: it is a sum
@@ -171,15 +173,18 @@ class WindowGenerator(wiring.Component):
 
         # What a row end sets, computed ahead in two register stages (Fmax: sums, clamps and wraps
         # of the row's state). Up to date at every row end: the state they follow changes only at
-        # a row end, and no row ends in the ROW_END_GAP cycles after one.
-        next_y = Signal(coord, name="next_y", reset_less=True)
-        next_reach = Signal(coord, name="next_reach", reset_less=True)   # next_y + the rows its windows span
-        next_base_slot = Signal(range(rows), name="next_base_slot", reset_less=True)
-        next_image_slot = Signal(range(rows), name="next_image_slot", reset_less=True)
-        first_slot = Signal(range(rows), name="first_slot", reset_less=True)
-        next_need = Signal.like(need, name="next_need", reset_less=True)
-        next_release = Signal(count, name="next_release", reset_less=True)
-        next_image_base = Signal(count, name="next_image_base", reset_less=True)
+        # a row end, and row ends are at least 3 cycles apart.
+        # (Their initial values are those of the initial state: a row can end a cycle after reset.)
+        y0, slot0 = -top, (-top) % rows
+        image_slot1 = (h % rows) % rows
+        next_y = Signal(coord, name="next_y", init=y0 + sh)
+        next_reach = Signal(coord, name="next_reach", init=y0 + sh + max(span, sh))  # the rows its windows span
+        next_base_slot = Signal(range(rows), name="next_base_slot", init=(slot0 + sh) % rows)
+        next_image_slot = Signal(range(rows), name="next_image_slot", init=image_slot1)
+        first_slot = Signal(range(rows), name="first_slot", init=(image_slot1 + slot0) % rows)
+        next_need = Signal.like(need, name="next_need", init=h if oh == 2 else clamp_rows(y0 + sh + max(span, sh)))
+        next_release = Signal(count, name="next_release", init=clamp_rows(y0 + sh))
+        next_image_base = Signal(count, name="next_image_base", init=h)
         m.d.sync += [next_y.eq(base_y + sh), next_reach.eq(base_y + (sh + max(span, sh))),
                      next_base_slot.eq(wrap(base_slot + sh)), next_image_slot.eq(wrap(image_slot + h % rows)),
                      next_image_base.eq(image_base + h),
