@@ -5,7 +5,7 @@ import json
 import pytest
 
 from hwgen.synth.devices import Family
-from hwgen.synth.flow import _over_capacity
+from hwgen.synth.flow import _abc9_hierarchy_bug, _over_capacity
 from hwgen.synth.report import (
     ClockTiming, MemoryMapping, Resources, SynthReport, ToolVersions, is_bogus_clock, memory_mappings,
     nextpnr_clocks, nextpnr_resources, yosys_cells, yosys_resources,
@@ -92,6 +92,17 @@ def test_a_failed_placement_quotes_nextpnr_and_names_the_overflow():
     assert first_error_line(log) == "ERROR: Unable to find a placement location for cell 'o__ready$sb_io'"
     assert _over_capacity(log) == "; over capacity: SB_IO 70/39"
     assert _over_capacity("Info: \t         ICESTORM_LC:     257/   5280     4%") == ""
+
+
+def test_abc9_failures_that_a_flat_mapping_avoids():
+    """yosys 0.70 logs as it failed on the MobileNet digits net (ecp5-45k), mapped as a module of its own."""
+    died = ("4.46.26.5. Executing ABC9.\n"
+            'Running ABC command: "/yosys-abc" -s -f <abc-temp-dir>/abc.script 2>&1\n\n')
+    assert _abc9_hierarchy_bug(died)
+    assert _abc9_hierarchy_bug("ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc")
+    # ABC ran and yosys failed later, for its own reason: not this bug
+    assert not _abc9_hierarchy_bug(died + "ERROR: Module `top' referenced in module `x' is not part of the design.\n")
+    assert not _abc9_hierarchy_bug("")
 
 
 def _report() -> SynthReport:
