@@ -176,13 +176,13 @@ class WindowGenerator(wiring.Component):
         # a row end, and row ends are at least 3 cycles apart.
         # (Their initial values are those of the initial state: a row can end a cycle after reset.)
         y0, slot0 = -top, (-top) % rows
-        image_slot1 = (h % rows) % rows
+        image_slot1 = h % rows
         next_y = Signal(coord, name="next_y", init=y0 + sh)
         next_reach = Signal(coord, name="next_reach", init=y0 + sh + max(span, sh))  # the rows its windows span
         next_base_slot = Signal(range(rows), name="next_base_slot", init=(slot0 + sh) % rows)
         next_image_slot = Signal(range(rows), name="next_image_slot", init=image_slot1)
         first_slot = Signal(range(rows), name="first_slot", init=(image_slot1 + slot0) % rows)
-        next_need = Signal.like(need, name="next_need", init=h if oh == 2 else clamp_rows(y0 + sh + max(span, sh)))
+        next_need = Signal.like(need, name="next_need", init=rows_needed(y0 + sh, oh == 2))
         next_release = Signal(count, name="next_release", init=clamp_rows(y0 + sh))
         next_image_base = Signal(count, name="next_image_base", init=h)
         m.d.sync += [next_y.eq(base_y + sh), next_reach.eq(base_y + (sh + max(span, sh))),
