@@ -29,7 +29,7 @@ KEEP = {"keep": 1}
 DSP_CHUNK = 16
 
 #: Cycles from `dsp_multiply`'s operands to its product.
-DSP_MULTIPLY_LATENCY = 3
+DSP_MULTIPLY_LATENCY = 4
 
 
 def chunk_widths(bits: int) -> list[int]:
@@ -61,12 +61,17 @@ def _chunks(value: Value) -> list[tuple[Value, int]]:
 
 
 def dsp_multiply(m: Module, a: Value, b: Value | int, name: str) -> tuple[Signal, int]:
-    """`a * b` as registered chunk products, then registered sums of pairs of them, then their
-    registered total: (product, DSP_MULTIPLY_LATENCY). Two levels of wide adders in one cycle
-    were the iCE40's critical path (a requantizer's 2x2 chunks: 40 carry levels, 37.8 MHz)."""
+    """`a * b` from registered operands as registered chunk products, then registered sums of
+    pairs of them, then their registered total: (product, DSP_MULTIPLY_LATENCY). Two levels of
+    wide adders in one cycle were the iCE40's critical path (a requantizer's 2x2 chunks: 40 carry
+    levels, 37.8 MHz). The operand registers are the ones yosys packs into the DSPs: without them
+    it packs the producer's (an accumulator), and the accumulator's adder had to reach the DSP."""
     width = product_shape(a, b)
     if isinstance(b, int):
         b = Const(b, signed(b.bit_length() + 1) if b < 0 else unsigned(max(1, b.bit_length())))
+    else:
+        b = _register(m, b, f"{name}_b")
+    a = _register(m, a, f"{name}_a")
     parts = []
     for i, (x, xo) in enumerate(_chunks(a)):
         for j, (y, yo) in enumerate(_chunks(b)):
@@ -81,6 +86,12 @@ def dsp_multiply(m: Module, a: Value, b: Value | int, name: str) -> tuple[Signal
     total = Signal(signed(width), name=f"{name}_product", reset_less=True)
     m.d.sync += total.eq(_tree_sum(pairs))
     return total, DSP_MULTIPLY_LATENCY
+
+
+def _register(m: Module, value: Value, name: str) -> Signal:
+    reg = Signal(value.shape(), name=name, reset_less=True)
+    m.d.sync += reg.eq(value)
+    return reg
 
 
 def _tree_sum(values: list):

@@ -64,7 +64,7 @@ class AddUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), QUEUE_DEPTH)
-        space = queue.free > 0
+        space = queue.room
         fire = self.a.valid & self.b.valid & space
         m.d.comb += [self.a.ready.eq(self.b.valid & space), self.b.ready.eq(self.a.valid & space),
                      queue.reserve.eq(fire), self.busy.eq(fire)]
@@ -96,8 +96,8 @@ class RequantizeUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), QUEUE_DEPTH)
-        fire = self.i.valid & (queue.free > 0)
-        m.d.comb += [self.i.ready.eq(queue.free > 0), queue.reserve.eq(fire), self.busy.eq(fire)]
+        fire = self.i.valid & queue.room
+        m.d.comb += [self.i.ready.eq(queue.room), queue.reserve.eq(fire), self.busy.eq(fire)]
         pipe = _Pipeline(m, fire, self.channels // self.lanes, 1 + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         bits = max(self.itype.bits, abs(self.zero_point).bit_length()) + 2

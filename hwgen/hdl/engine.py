@@ -127,7 +127,7 @@ class MacEngine(wiring.Component):
         # -- per context: vector stores, fill, output queue -----------------------------------------
         # Per half of a vector store: `full` while the fill may not overwrite it (until its last
         # step has read it), `loaded` while it holds a vector no output position has started on.
-        stores, full, loaded, read_half, queues, fill_half, fill_word = [], [], [], [], [], [], []
+        stores, full, loaded, read_half, queues, fill_half, fill_last = [], [], [], [], [], [], []
         for k, c in enumerate(contexts):
             layer = c.layer
             words = layer.words
@@ -150,13 +150,15 @@ class MacEngine(wiring.Component):
             full.append(full_c)
             read_half.append(Signal(name=f"{layer.name}_next_half"))
             fill_half.append(w_half)
-            fill_word.append(w_word)
+            w_last = Signal(name=f"{layer.name}_fill_last", init=int(words == 1))  # w_word == words - 1 (Fmax)
+            fill_last.append(w_last)
             with m.If(i.valid & i.ready):
-                m.d.sync += w_word.eq(Mux(w_word == words - 1, 0, w_word + 1))
-                with m.If(w_word == words - 1):
+                m.d.sync += [w_word.eq(Mux(w_last, 0, w_word + 1)),
+                             w_last.eq(Mux(w_last, words == 1, w_word == words - 2))]
+                with m.If(w_last):
                     m.d.sync += w_half.eq(~w_half)
             depth = QUEUE_POSITIONS * c.folds + latency + 2
-            queue = OutputQueue(word_layout(layer.out_type, c.pe), depth, max_reserve=c.folds,
+            queue = OutputQueue(word_layout(layer.out_type, c.pe), depth, size=c.folds,
                                 kind=self.placement.get(f"{layer.name}_queue"))
             m.submodules[f"{layer.name}_queue"] = queue
             wiring.connect(m, wiring.flipped(self.output(k)), queue.o)
@@ -169,28 +171,42 @@ class MacEngine(wiring.Component):
         # position). A register (Fmax: it heads the start decision), computed from the next state:
         # the half after a start and a vector the fill completes; room freed is seen a cycle late.
         runnable = [Signal(name=f"runnable{k}") for k in range(n)]
-        at_end = addr == end
+        # at_end: addr == end, a register (Fmax: it gates every start): set the step before.
+        at_end = Signal(name="at_end")
         can_start = ~busy | at_end
         # Round robin: the first runnable context after the one that started last, so every layer
         # drains its input steadily and no upstream engine waits on a context the priority forgot.
-        starts = [Signal(name=f"start{k}") for k in range(n)]
-        previous = Signal(range(n))
+        # `after` holds the contexts after the last one started, as a mask (Fmax: no comparator).
+        # Whether a position starts depends on no choice (Fmax: `start` stays two LUTs deep); which
+        # context it is (`pick`, one-hot, and `picked`, its number) selects the values it loads.
+        start, starts = Signal(name="start"), [Signal(name=f"start{k}") for k in range(n)]
+        everyone = (1 << n) - 1
+        after = Signal(n, name="after", init=everyone & ~1)
         ready = Cat(*runnable)
-        later = Cat(*[previous < k for k in range(n)]) & ready
+        later = after & ready
         candidates = Mux(later.any(), later, ready)
+        pick = [candidates[k] & ~_any([candidates[j] for j in range(k)]) for k in range(n)]
+        picked = Signal(range(n), name="picked")
+        m.d.comb += [start.eq(can_start & ready.any()),
+                     picked.eq(Cat(*[_any([pick[k] for k in range(n) if k >> b & 1]) for b in range(len(picked))]))]
         for k in range(n):
-            m.d.comb += starts[k].eq(can_start & candidates[k] & ~_any([candidates[j] for j in range(k)]))
+            m.d.comb += starts[k].eq(start & pick[k])
             with m.If(starts[k]):
-                m.d.sync += previous.eq(k)
+                m.d.sync += after.eq(everyone & ~((2 << k) - 1))
         fresh = Signal()   # the step at `addr` is the first of an output position
-        m.d.sync += fresh.eq(_any(starts))
-        with m.If(busy & at_end):
-            m.d.sync += busy.eq(0)
+        m.d.sync += fresh.eq(start)
+        with m.If(start):
+            m.d.sync += [busy.eq(1), addr.eq(table([c.base for c in contexts], picked)),
+                         end.eq(table([c.base + c.steps - 1 for c in contexts], picked)),
+                         at_end.eq(table([c.steps == 1 for c in contexts], picked)), ctx.eq(picked),
+                         half.eq(_any([pick[k] & read_half[k] for k in range(n)]))]
+        with m.Elif(busy & at_end):
+            m.d.sync += [busy.eq(0), at_end.eq(0)]
         with m.Elif(busy):
-            m.d.sync += addr.eq(addr + 1)
+            m.d.sync += [addr.eq(addr + 1), at_end.eq(addr + 1 == end)]
         for k, c in enumerate(contexts):
             i = self.input(k)
-            filled = i.valid & i.ready & (fill_word[k] == c.layer.words - 1)
+            filled = i.valid & i.ready & fill_last[k]
 
             def loaded_after(h, k=k, filled=filled):
                 return loaded[k].bit_select(h, 1) | (filled & (fill_half[k] == h))
@@ -198,9 +214,8 @@ class MacEngine(wiring.Component):
             m.d.sync += runnable[k].eq(Mux(starts[k], loaded_after(~read_half[k]) & (queues[k].free >= 2 * c.folds),
                                            loaded_after(read_half[k]) & (queues[k].free >= c.folds)))
             with m.If(starts[k]):
-                m.d.sync += [busy.eq(1), addr.eq(c.base), end.eq(c.base + c.steps - 1), ctx.eq(k),
-                             half.eq(read_half[k]), read_half[k].eq(~read_half[k])]
-            m.d.comb += queues[k].reserve.eq(Mux(starts[k], c.folds, 0))
+                m.d.sync += read_half[k].eq(~read_half[k])
+            m.d.comb += queues[k].reserve.eq(starts[k])
         m.d.comb += [self.busy[k].eq(busy & (ctx == k)) for k in range(n)]
         control = None
         if prog.control_rom:
@@ -220,12 +235,15 @@ class MacEngine(wiring.Component):
         k1 = Mux(new_fold, 0, k_next)
         f1 = Mux(start1, 0, Mux(prev_last, f_reg + 1, f_reg))
         counted = [c.fold_steps for c in contexts]
+        # k1 == the fold's last step, as a choice between two comparisons of registers (Fmax)
+        at_last = Mux(new_fold, table([int(s == 1) for s in counted], ctx1),
+                      k_next == table([(s or 1) - 1 for s in counted], ctx1))
         if all(s is not None for s in counted):
-            last1 = k1 == table([s - 1 for s in counted], ctx1)
+            last1 = at_last
         else:
             rom_last = word[prog.last.offset]
             uniform = table([int(s is not None) for s in counted], ctx1)
-            last1 = Mux(uniform, k1 == table([(s or 1) - 1 for s in counted], ctx1), rom_last)
+            last1 = Mux(uniform, at_last, rom_last)
         last1_s = Signal(name="last1")
         m.d.comb += last1_s.eq(last1)
         with m.If(valid1):
@@ -239,7 +257,7 @@ class MacEngine(wiring.Component):
                 else:
                     m.d.comb += port.addr.eq(self._affine(m, f, active, start1, prev_last, half1, c.layer.words,
                                                           f"{c.layer.name}_p{j}"))
-            filled = self.input(k).valid & self.input(k).ready & (fill_word[k] == c.layer.words - 1)
+            filled = self.input(k).valid & self.input(k).ready & fill_last[k]
             release = active & end1
             for h in range(2):
                 with m.If(filled & (fill_half[k] == h)):

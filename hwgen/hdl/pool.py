@@ -39,7 +39,7 @@ class MaxPoolUnit(wiring.Component):
         best = [Signal(element_shape(self.itype), name=f"best{k}", reset_less=True) for k in range(self.lanes)]
         last = tap == self.taps - 1
         fire = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(~last | (queue.free > 0)), queue.reserve.eq(fire & last), self.busy.eq(fire)]
+        m.d.comb += [self.i.ready.eq(~last | queue.room), queue.reserve.eq(fire & last), self.busy.eq(fire)]
         with m.If(fire):
             m.d.sync += tap.eq(Mux(last, 0, tap + 1))
         # The input word is registered before it is compared (Fmax: it comes from a queue's read mux).
@@ -82,7 +82,7 @@ class AvgPoolUnit(wiring.Component):
         oy, ox = Signal(range(oh)), Signal(range(ow))
         last = tap == self.taps - 1
         fire = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(~last | (queue.free > 0)), queue.reserve.eq(fire & last), self.busy.eq(fire)]
+        m.d.comb += [self.i.ready.eq(~last | queue.room), queue.reserve.eq(fire & last), self.busy.eq(fire)]
         with m.If(fire):
             m.d.sync += tap.eq(Mux(last, 0, tap + 1))
             with m.If(last):
@@ -158,7 +158,7 @@ class GlobalAvgPoolUnit(wiring.Component):
         position, chunk = Signal(range(self.positions)), Signal(range(chunks))
         first, last = position == 0, position == self.positions - 1
         fire = self.i.valid & self.i.ready
-        m.d.comb += [self.i.ready.eq(~last | (queue.free > 0)), queue.reserve.eq(fire & last), self.busy.eq(fire)]
+        m.d.comb += [self.i.ready.eq(~last | queue.room), queue.reserve.eq(fire & last), self.busy.eq(fire)]
         with m.If(fire):
             m.d.sync += chunk.eq(Mux(chunk == chunks - 1, 0, chunk + 1))
             with m.If(chunk == chunks - 1):

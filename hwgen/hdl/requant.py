@@ -1,17 +1,18 @@
 """Requantization in hardware: y = clamp(zero_point + round_shift(acc * M, s), lo, hi).
 
-The same formula as `hwgen.fixed.requantize`, in six registered stages, so no stage holds more
+The same formula as `hwgen.fixed.requantize`, in seven registered stages, so no stage holds more
 than one adder or a shifter (Fmax):
 
-1. the product acc * M in DSP-sized chunk products (see `arith.dsp_multiply`: the DSP count
+1. acc and M registered (the DSPs' input registers);
+2. the product acc * M in DSP-sized chunk products (see `arith.dsp_multiply`: the DSP count
    is known before synthesis);
-2. sums of pairs of them (the shift's rounding masks are built meanwhile);
-3. their total;
-4. the shift: floor(v / 2**s), and the bits rounding looks at. With r = v mod 2**s, RNU
+3. sums of pairs of them (the shift's rounding masks are built meanwhile);
+4. their total;
+5. the shift: floor(v / 2**s), and the bits rounding looks at. With r = v mod 2**s, RNU
    rounds up when r >= 2**(s-1), i.e. when bit s-1 of v is set; RNE rounds up when bit s-1 is
    set and either a lower bit is set (r > half) or the quotient is odd (a tie goes to even);
-5. the rounding and the zero point;
-6. the clamp.
+6. the rounding and the zero point;
+7. the clamp.
 
 Every parameter may be a constant (the common per-tensor case costs no table) or a signal that
 is valid together with `acc`; the unit delays the later stages' parameters itself. A signal
@@ -71,7 +72,7 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
     if isinstance(shift, int):
         min_shift = max_shift = shift
 
-    # 1-2: the product (the chunk products register unconditionally: a DSP's own register)
+    # 1-4: the product (registered unconditionally: the DSP's own registers)
     product, stages = dsp_multiply(m, acc, multiplier, name)
     assert stages == DSP_MULTIPLY_LATENCY
     if len(product) < max_shift + 1:  # sign-extended past the largest shift: every bit the shift sees exists
@@ -94,7 +95,7 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
                          half_mask.eq(table([_bits(always, s - 1, s) for s in choices], shift_early - base)),
                          sticky_mask.eq(table([_bits(always, 0, s - 1) for s in choices], shift_early - base))]
 
-    # 3: the shift, over the shifts that occur
+    # 5: the shift, over the shifts that occur
     if isinstance(shift, int):
         # a slice, not `>>`: Verilog gets no chain of replicated sign bits
         quotient = product[shift:].as_signed() if shift < len(product) else product[-1:].as_signed()
@@ -110,7 +111,7 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
     with m.If(enables[stages]):
         m.d.sync += [q.eq(quotient), h.eq(half), s.eq(sticky)]
 
-    # 4: rounding and zero point
+    # 6: rounding and zero point
     if rounding is Rounding.RNU:
         round_up = h
     elif rounding is Rounding.RNE:
@@ -126,7 +127,7 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
     with m.If(enables[stages + 1]):
         m.d.sync += biased.eq(q + round_up + zero_point)
 
-    # 5: the clamp
+    # 7: the clamp
     out = Signal(out_shape, name=f"{name}_out", reset_less=True)
     with m.If(enables[stages + 2]):
         m.d.sync += out.eq(Mux(biased < lo, lo, Mux(biased > hi, hi, biased)))

@@ -213,20 +213,22 @@ def _all(bits):
 class OutputQueue(wiring.Component):
     """The output FIFO of a free-running pipeline, with credits so it never overflows.
 
-    A unit asks `free >= n` before it starts work that will produce n words, and says so with
-    `reserve = n` in that cycle; the words arrive later on `w` (which is always accepted) and
-    leave on `o`. `free` is registered, so `o.ready` never reaches the unit's control path.
+    A unit starts work that will produce `size` words only when `free >= size`, and says so with
+    `reserve` in that cycle; the words arrive later on `w` (which is always accepted) and leave on
+    `o`. `free` (and `room`: free > 0) is registered, so `o.ready` never reaches the unit's
+    control path.
     """
 
-    def __init__(self, layout: data.ArrayLayout, depth: int, max_reserve: int = 1, kind: str | None = None):
-        if depth < max_reserve:
-            raise ValueError(f"queue depth {depth} is below the largest reservation {max_reserve}")
-        self.layout, self.depth, self.max_reserve, self.kind = layout, depth, max_reserve, kind
+    def __init__(self, layout: data.ArrayLayout, depth: int, size: int = 1, kind: str | None = None):
+        if depth < size:
+            raise ValueError(f"queue depth {depth} is below the reservation {size}")
+        self.layout, self.depth, self.size, self.kind = layout, depth, size, kind
         super().__init__({
             "w": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)),
-            "reserve": In(range(max_reserve + 1)),
+            "reserve": In(1),
             "free": Out(range(depth + 1)),
+            "room": Out(1),
         })
 
     def elaborate(self, platform):
@@ -235,9 +237,11 @@ class OutputQueue(wiring.Component):
         # register does: _fifo gives it one place more, so `depth` back-to-back writes always fit.)
         m.submodules.queue = queue = _fifo(self.layout.size, self.depth, self.kind)
         free = Signal(range(self.depth + 1), init=self.depth)   # the credits themselves: no subtraction after the register
+        room = Signal(init=1)   # free > 0, a register of its own (Fmax: a unit's issue reads it and nothing else)
         popped = self.o.valid & self.o.ready
-        m.d.sync += free.eq(free - self.reserve + popped)
-        m.d.comb += self.free.eq(free)
+        free_next = free - Mux(self.reserve, self.size, 0) + popped
+        m.d.sync += [free.eq(free_next), room.eq(free_next != 0)]
+        m.d.comb += [self.free.eq(free), self.room.eq(room)]
         w = stream.Signature(self.layout).flip().create()  # `w` without its ready: credits guarantee room
         m.d.comb += [w.payload.eq(self.w.payload), w.valid.eq(self.w.valid), self.w.ready.eq(1)]
         _connect_fifo(m, queue, w, self.o)

@@ -103,13 +103,15 @@ class WindowGenerator(wiring.Component):
         m.d.comb += [wport.addr.eq(const_multiply(wslot, w * chunks) + const_multiply(wx, chunks) + wchunk),
                      wport.data.eq(self.i.payload.as_value()),
                      wport.en.eq(self.i.valid & self.i.ready)]
+        wchunk_last, wx_last = _last_flag(wchunk, chunks), _last_flag(wx, w)
         with m.If(self.i.valid & self.i.ready):
-            m.d.sync += wchunk.eq(wchunk + 1)
-            with m.If(wchunk == chunks - 1):
-                m.d.sync += [wchunk.eq(0), wx.eq(wx + 1)]
-                with m.If(wx == w - 1):
+            m.d.sync += _advance(wchunk, wchunk_last, chunks)
+            with m.If(wchunk_last):
+                m.d.sync += [*_restart(wchunk, wchunk_last, chunks), *_advance(wx, wx_last, w)]
+                with m.If(wx_last):
                     m.d.comb += row_done.eq(1)
-                    m.d.sync += [wx.eq(0), written.eq(written + 1), wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
+                    m.d.sync += [*_restart(wx, wx_last, w), written.eq(written + 1),
+                                 wslot.eq(Mux(wslot == rows - 1, 0, wslot + 1))]
 
         # -- reader -----------------------------------------------------------------------
         coord = signed(max(h + span + top, w + (kw - 1) * dw + 1 + left, sh * oh, sw * ow).bit_length() + 2)
@@ -125,8 +127,6 @@ class WindowGenerator(wiring.Component):
         def wrap(value):
             return Mux(value >= rows, value - rows, value)
 
-        last_row = oy == oh - 1
-
         def clamp_rows(y):
             return min(max(y, 0), h) if isinstance(y, int) else Mux(y <= 0, 0, Mux(y >= h, h, y))
 
@@ -139,23 +139,24 @@ class WindowGenerator(wiring.Component):
         # Rows of the reader's image written: written - image_base, kept as a register of its own
         # (Fmax: the issue decision compares it with `need` and nothing else).
         available = Signal(count)
-        available_next = available + row_done - Mux(image_done, h, 0)
-        m.d.sync += available.eq(available_next)
+        m.d.sync += available.eq(available + row_done - Mux(image_done, h, 0))
 
         m.submodules.queue = queue = OutputQueue(layout, QUEUE_DEPTH)
         # `rows_ready`: available >= need, as a register (Fmax: issue fans out to every counter).
         # `need` changes only at a row end, so the reader waits a cycle after each. What a row end
         # sets next is computed ahead in two register stages (below), fresh once 3 cycles have
         # passed since the last row end: a row of one word waits a second cycle.
-        issue, row_end, rows_ready = Signal(), Signal(), Signal()
+        issue, row_end, rows_ready = Signal(), Signal(), Signal()   # row_end: issuing a row's last word
         row_words = ow * kh * kw * chunks
-        hold = issue & row_end
+        hold = row_end
         if row_words == 1:
             ended = Signal(name="row_ended")
             m.d.sync += ended.eq(hold)
             hold = hold | ended
-        m.d.sync += rows_ready.eq((available_next >= need) & ~hold)
-        m.d.comb += [issue.eq(rows_ready & (queue.free > 0)), queue.reserve.eq(issue), self.busy.eq(issue)]
+        # The next `available >= need`, with the late signals (a row written, a row ended) only
+        # selecting between comparisons of registers. An image's end is a row end, so it holds.
+        m.d.sync += rows_ready.eq(Mux(row_done, available + 1 >= need, available >= need) & ~hold)
+        m.d.comb += [issue.eq(rows_ready & queue.room), queue.reserve.eq(issue), self.busy.eq(issue)]
         inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
         # The read address is registered before the memory registers it again (Fmax: it is a sum
         # of constant products), so a word reaches the queue two cycles after its issue.
@@ -193,29 +194,60 @@ class WindowGenerator(wiring.Component):
                      next_release.eq(image_base + clamp_rows(next_y)),
                      first_slot.eq(wrap(next_image_slot + (-top) % rows))]
 
-        end_kx, end_ky = kx == kw - 1, ky == kh - 1
-        end_chunk, end_ox = chunk == chunks - 1, ox == ow - 1
+        # Each counter's "at its last value" is a register set with the counter (Fmax: they choose
+        # every counter's next value).
+        end_kx, end_ky = _last_flag(kx, kw), _last_flag(ky, kh)
+        end_chunk, end_ox, last_row = _last_flag(chunk, chunks), _last_flag(ox, ow), _last_flag(oy, oh)
+        counters = {"kx": (kx, end_kx, kw), "ky": (ky, end_ky, kh), "chunk": (chunk, end_chunk, chunks),
+                    "ox": (ox, end_ox, ow)}
+
+        def restart(*names):
+            return [update for name in names for update in _restart(*counters[name])]
+
+        # The row's words after the current one, and whether it is the row's last (registers: the
+        # row end, which `available`, `rows_ready` and the row-end registers wait on, is then an
+        # AND of three flip-flops, not of the counters' flags).
+        row_left = Signal(range(row_words), name="row_left", init=row_words - 1)
+        at_row_end = Signal(name="at_row_end", init=int(row_words == 1))
+        with m.If(issue):
+            m.d.sync += [row_left.eq(Mux(at_row_end, row_words - 1, row_left - 1)),
+                         at_row_end.eq(Mux(at_row_end, row_words == 1, row_left == 1))]
+        m.d.comb += [row_end.eq(issue & at_row_end), image_done.eq(issue & at_row_end & last_row)]
+
         with m.If(issue):
             with m.If(~end_kx):
-                m.d.sync += [kx.eq(kx + 1), ix.eq(ix + dw)]
+                m.d.sync += [*_advance(kx, end_kx, kw), ix.eq(ix + dw)]
             with m.Elif(~end_ky):
-                m.d.sync += [kx.eq(0), ky.eq(ky + 1), ix.eq(base_x), iy.eq(iy + dh), slot.eq(wrap(slot + dh))]
+                m.d.sync += [*restart("kx"), *_advance(ky, end_ky, kh), ix.eq(base_x), iy.eq(iy + dh),
+                             slot.eq(wrap(slot + dh))]
             with m.Elif(~end_chunk):
-                m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(chunk + 1), ix.eq(base_x), iy.eq(base_y),
+                m.d.sync += [*restart("kx", "ky"), *_advance(chunk, end_chunk, chunks), ix.eq(base_x), iy.eq(base_y),
                              slot.eq(base_slot)]
             with m.Elif(~end_ox):
-                m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(0), ox.eq(ox + 1), base_x.eq(base_x + sw),
+                m.d.sync += [*restart("kx", "ky", "chunk"), *_advance(ox, end_ox, ow), base_x.eq(base_x + sw),
                              ix.eq(base_x + sw), iy.eq(base_y), slot.eq(base_slot)]
             with m.Else():  # the end of an output row: release what the next row does not need
-                m.d.comb += row_end.eq(1)
-                m.d.sync += [kx.eq(0), ky.eq(0), chunk.eq(0), ox.eq(0), base_x.eq(-left), ix.eq(-left)]
+                m.d.sync += [*restart("kx", "ky", "chunk", "ox"), base_x.eq(-left), ix.eq(-left)]
                 with m.If(~last_row):
-                    m.d.sync += [oy.eq(oy + 1), base_y.eq(next_y), iy.eq(next_y), base_slot.eq(next_base_slot),
-                                 slot.eq(next_base_slot), need.eq(next_need), released.eq(next_release)]
+                    m.d.sync += [*_advance(oy, last_row, oh), base_y.eq(next_y), iy.eq(next_y),
+                                 base_slot.eq(next_base_slot), slot.eq(next_base_slot), need.eq(next_need),
+                                 released.eq(next_release)]
                 with m.Else():
-                    m.d.comb += image_done.eq(1)
-                    m.d.sync += [oy.eq(0), base_y.eq(-top), iy.eq(-top),
+                    m.d.sync += [*_restart(oy, last_row, oh), base_y.eq(-top), iy.eq(-top),
                                  need.eq(rows_needed(-top, oh == 1)), image_slot.eq(next_image_slot),
                                  base_slot.eq(first_slot), slot.eq(first_slot), released.eq(next_image_base),
                                  image_base.eq(next_image_base)]
         return m
+
+
+def _last_flag(counter: Signal, n: int) -> Signal:
+    """A register for `counter == n - 1`, kept by `_advance` and `_restart` (the counter starts at 0)."""
+    return Signal(name=f"{counter.name}_last", init=int(n == 1))
+
+
+def _advance(counter: Signal, last: Signal, n: int) -> list:
+    return [counter.eq(counter + 1), last.eq(counter == n - 2)]
+
+
+def _restart(counter: Signal, last: Signal, n: int) -> list:
+    return [counter.eq(0), last.eq(int(n == 1))]
