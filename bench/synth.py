@@ -11,10 +11,11 @@ it) also inferences per second at Fmax.
 
 ``--models`` compiles each model of MODELS for its device (``hwgen compile --target fpga
 --device D --measure``: the fitted folding, with the interval measured in Verilator), synthesizes
-it (``hwgen synth OUT --device D``; person_detect on ecp5-85k routes with ``--router router2``
-in about an hour on 2 cores, router1 did not finish in 80 minutes) and prints, per model x device: the folding chosen, hwgen's
-estimate against yosys's counts (LUT4, FF, DSP, block RAM, error in %), Fmax, the measured
-interval, multiplier utilization and inferences per second at Fmax.
+it (``hwgen synth OUT --device D``; person_detect on ecp5-85k needs ``--router router2`` and
+hours: router1 did not finish in 80 minutes, router2 not in 110 on one core) and prints, per
+model x device: the folding chosen, hwgen's estimate against yosys's counts (LUT4, FF, DSP,
+block RAM, error in %), Fmax, the measured interval, multiplier utilization and inferences per
+second at Fmax.
 
 ``--calibrate`` runs the probe designs of ``hwgen.synth.probes`` (N-lane int8 MACs with weights
 streamed in or constant, ROMs and line buffers of several sizes) on each device and writes one
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, default=CALIBRATION_CSV, help="where --calibrate writes")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--router", default="router1", choices=("router1", "router2"),
-                        help="with --models: nextpnr's router (router2 finishes person_detect on ecp5-85k)")
+                        help="with --models: nextpnr's router (router2 for person_detect on ecp5-85k)")
     args = parser.parse_args(argv)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     unknown = [d for d in devices if d not in DEVICES]
