@@ -12,7 +12,7 @@ it) also inferences per second at Fmax.
 ``--models`` compiles each model of MODELS for its device (``hwgen compile --target fpga
 --device D --measure``: the fitted folding, with the interval measured in Verilator), synthesizes
 it (``hwgen synth OUT --device D``; person_detect on ecp5-85k needs ``--router router2`` and
-hours: router1 did not finish in 80 minutes, router2 not in 110 on one core) and prints, per
+hours: router1 did not finish in 80 minutes, router2 not in 140 on one core) and prints, per
 model x device: the folding chosen, hwgen's estimate against yosys's counts (LUT4, FF, DSP,
 block RAM, error in %), Fmax, the measured interval, multiplier utilization and inferences per
 second at Fmax.
