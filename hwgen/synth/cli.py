@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import InvalidOptionError
 from .devices import DEVICES
-from .flow import SEED, synthesize
+from .flow import PLACERS, ROUTERS, SEED, synthesize
 from .harness import StreamPorts, stream_ports
 from .report import SynthReport
 
@@ -91,8 +91,10 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None, metavar="DIR",
                    help="where products go (default: OUT/synth/<device or board>)")
     p.add_argument("--seed", type=int, default=SEED, help="nextpnr placement seed")
-    p.add_argument("--router", choices=["router1", "router2"], default="router1",
+    p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                    help="nextpnr's router for --device (router2 finishes large, congested ECP5 designs sooner)")
+    p.add_argument("--placer", choices=PLACERS, default=PLACERS[0],
+                   help="nextpnr's placer for --device (static spreads large, congested ECP5 designs so they route)")
     p.add_argument("--baud", type=int, default=115_200, help="UART rate for --board")
     p.add_argument("--fifo-bytes", type=int, default=None, metavar="N",
                    help="RX FIFO of the --board bridge, in bytes (default: 2048); no byte is lost if one input "
@@ -125,7 +127,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     else:
         result = synthesize(acc.verilog, acc.top, args.device, out_dir=out_dir, clock_mhz=args.clock,
                             seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256, router=args.router,
-                            progress=_progress)
+                            placer=args.placer, progress=_progress)
     report = result.report
     if args.device and args.out.is_dir():
         report = _with_model(report, args.out, args.device)

@@ -37,6 +37,8 @@ __all__ = ["synthesize", "SynthResult", "SEED", "yosys_script", "check_fits", "c
 
 logger = logging.getLogger(__name__)
 
+PLACERS = ("heap", "static")  # nextpnr's analytical placers (the first is its default)
+ROUTERS = ("router1", "router2")
 SEED = 1  # nextpnr's placer seed: fixed, so the same input gives the same placement and report
 
 # Products of a run, removed before the next run in the same directory so none is stale.
@@ -124,7 +126,7 @@ _MILESTONES = {
     "yosys": ((re.compile(r"^\d+\.\d+\. Executing (FLATTEN|MEMORY_LIBMAP|ICE40_DSP|ABC9|ABC) pass"),
                "{tool}: {0} pass"),),
     "nextpnr": ((re.compile(r"^Info: Packing constants"), "{tool}: packing"),
-                (re.compile(r"^Info: (?:Running main analytical placer|Creating initial placement)"),
+                (re.compile(r"^Info: (?:Running main analytical placer|Running Static placer|Creating initial placement)"),
                  "{tool}: placing"),
                 (re.compile(r"^Info: Routing\.\."), "{tool}: routing"),
                 (re.compile(r"^Info: Max frequency for clock '([^']+)': (.*)"), "{tool}: Fmax of {0}: {1}")),
@@ -149,7 +151,8 @@ def _progress_lines(kind: str, tool: str, report: ProgressCallback):
 
 def make_report(dev: Device, out: Path, *, top: str, verilog: str, sha256: str, clock_mhz: float, seed: int,
                 yosys_log: str, harness: str, bitstream: str, cosim_verified: bool,
-                board: str | None = None, flat: bool = False) -> SynthReport:
+                board: str | None = None, flat: bool = False, placer: str = "heap",
+                router: str = "router1") -> SynthReport:
     """The report of a finished run, from ``stat.json`` and ``nextpnr.json`` in ``out``; ``flat``:
     yosys mapped the design flat, so the accelerator is counted with its harness."""
     counted = HARNESS_TOP if flat else top
@@ -167,20 +170,20 @@ def make_report(dev: Device, out: Path, *, top: str, verilog: str, sha256: str, 
         accelerator=yosys_resources(stat, counted), cells=yosys_cells(stat, counted), placed=placed,
         available=available, clocks=nextpnr_clocks(pnr),
         memories=memory_mappings(yosys_log, counted), harness=harness, bitstream=bitstream, board=board,
-        cosim_verified=True if cosim_verified else None)
+        cosim_verified=True if cosim_verified else None, placer=placer, router=router)
 
 
 def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_dir: str | Path,
                clock_mhz: float | None = None, seed: int = SEED, ports: StreamPorts | None = None,
                verified_sha256: str | None = None, progress: ProgressCallback | None = None,
-               router: str = "router1") -> SynthResult:
+               router: str = "router1", placer: str = "heap") -> SynthResult:
     """Synthesizes, places, routes and packs the accelerator ``top`` of ``verilog_path``.
 
     The ports are read from the Verilog; ``ports``, if given (from a manifest), must agree. With
     ``verified_sha256`` (the hash of the Verilog co-simulation passed), a different file is
     refused and the report says the two are the same. ``clock_mhz``
     is nextpnr's target (default: the device's); a missed target is reported, not an error; ``router``
-    is nextpnr's router.
+    and ``placer`` are nextpnr's (``placer="static"`` spreads a congested design so it routes).
     Raises :class:`DoesNotFitError` when the netlist needs more DSPs, block RAMs, SPRAMs or
     LUTs than the device has, and :class:`ToolchainError` (quoting the tool) when a tool fails.
     """
@@ -188,6 +191,9 @@ def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_
     clock = dev.default_clock_mhz if clock_mhz is None else float(clock_mhz)
     if not 0 < clock <= 1000:
         raise InvalidOptionError(f"--clock must be between 0 and 1000 MHz, not {clock_mhz!r}")
+    if placer not in PLACERS or router not in ROUTERS:
+        raise InvalidOptionError(f"nextpnr's placer is one of {', '.join(PLACERS)} and its router one of "
+                                 f"{', '.join(ROUTERS)}, not {placer!r} and {router!r}")
     source = Path(verilog_path)
     if not source.is_file():
         raise InvalidOptionError(f"{source}: no such Verilog file")
@@ -246,7 +252,8 @@ def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_
     ice40 = dev.family is Family.ICE40
     placed_file = "top.asc" if ice40 else "top.config"
     args = [*dev.nextpnr_args, "--json", "netlist.json", "--report", "nextpnr.json",
-            "--freq", f"{clock:g}", "--seed", str(seed), "--router", router, "--timing-allow-fail",
+            "--freq", f"{clock:g}", "--seed", str(seed), "--placer", placer, "--router", router,
+            "--timing-allow-fail",
             "--pcf-allow-unconstrained" if ice40 else "--lpf-allow-unconstrained",
             "--asc" if ice40 else "--textcfg", placed_file]
     start = time.perf_counter()
@@ -269,7 +276,7 @@ def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_
     synth_report = make_report(
         dev, out, top=top, verilog=verilog, sha256=sha, clock_mhz=clock, seed=seed, yosys_log=yosys_log,
         harness=HARNESS_DESCRIPTION + (" (counted with the accelerator: mapped flat)" if flat else ""),
-        bitstream=bitstream, cosim_verified=verified_sha256 is not None, flat=flat)
+        bitstream=bitstream, cosim_verified=verified_sha256 is not None, flat=flat, placer=placer, router=router)
     synth_report.write(out / "report.json")
     fmax = synth_report.fmax_mhz
     report(f"done: Fmax {fmax:.2f} MHz" if fmax is not None else "done: no clock was timed")

@@ -276,6 +276,8 @@ class SynthReport:
     cosim_verified: bool | None = None  # True: the Verilog's sha256 is the one co-simulation passed
     estimate: dict[str, int] | None = None  # hwgen's resource model for the accelerator: logic, ff, dsp, bram
     interval: int | None = None  # cycles per inference (the plan's, or as co-simulation measured it)
+    placer: str = "heap"         # nextpnr's placer and router
+    router: str = "router1"
     version: int = field(default=REPORT_VERSION)
 
     @property
@@ -314,7 +316,7 @@ class SynthReport:
             "version": self.version, "device": self.device, "part": self.part, "board": self.board,
             "top": self.top, "verilog": self.verilog, "verilog_sha256": self.verilog_sha256,
             "cosim_verified": self.cosim_verified,
-            "clock_mhz": self.clock_mhz, "seed": self.seed,
+            "clock_mhz": self.clock_mhz, "seed": self.seed, "placer": self.placer, "router": self.router,
             "tools": {"yosys": self.tools.yosys, "nextpnr": self.tools.nextpnr, "pack": self.tools.pack},
             "accelerator": self.accelerator.to_json(), "cells": dict(sorted(self.cells.items())),
             "placed": self.placed.to_json(), "available": self.available.to_json(),
@@ -346,7 +348,7 @@ class SynthReport:
             memories=tuple(MemoryMapping(m["name"], m["kind"]) for m in data["memories"]),
             harness=data["harness"], bitstream=data["bitstream"], board=data.get("board"),
             cosim_verified=data.get("cosim_verified"), estimate=data.get("estimate"),
-            interval=data.get("interval"),
+            interval=data.get("interval"), placer=data.get("placer", "heap"), router=data.get("router", "router1"),
             version=data.get("version", REPORT_VERSION))
 
     def write(self, path: Path) -> None:
@@ -366,7 +368,9 @@ class SynthReport:
         lines = [
             f"{self.board or self.device} ({self.part}): {self.top} from {self.verilog} "
             f"sha256 {self.verilog_sha256[:16]}"
-            + (" (the Verilog verified in co-simulation)" if self.cosim_verified else "") + f", seed {self.seed}",
+            + (" (the Verilog verified in co-simulation)" if self.cosim_verified else "") + f", seed {self.seed}"
+            + (f", {self.placer} placer" if self.placer != "heap" else "")
+            + (f", {self.router}" if self.router != "router1" else ""),
             f"  accelerator (yosys): {a.logic} LUT4, {a.ff} FF, {a.carry} carry, {a.dsp} {dsp}, "
             f"{a.bram} {bram}, {a.spram} SPRAM" + (f", {a.lutram} LUTRAM" if a.lutram else ""),
             f"  placed (nextpnr, with {self.harness}): logic {of(p.logic, cap.logic)}, {dsp} {of(p.dsp, cap.dsp)}, "

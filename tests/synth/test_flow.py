@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from hwgen.errors import ToolchainError
+from hwgen.errors import InvalidOptionError, ToolchainError
 from hwgen.synth import DEVICES, DoesNotFitError, SynthReport, synthesize
 from hwgen.synth.harness import to_verilog
 from hwgen.synth.probes import MacArray, Rom
@@ -74,14 +74,25 @@ def test_same_input_same_report(up5k_run, tmp_path):
 @pytest.mark.parametrize("name", ["ecp5-25k", "ecp5-45k", "ecp5-85k"])
 def test_ecp5_end_to_end(name, tmp_path):
     (tmp_path / "rom.v").write_text(to_verilog(Rom(4096, 8), "rom"))
-    result = synthesize(tmp_path / "rom.v", "rom", name, out_dir=tmp_path / "run")
+    # the largest device with the placer and router its large designs need
+    tools = {"placer": "static", "router": "router2"} if name == "ecp5-85k" else {}
+    result = synthesize(tmp_path / "rom.v", "rom", name, out_dir=tmp_path / "run", **tools)
     report = result.report
+    assert (report.placer, report.router) == (tools.get("placer", "heap"), tools.get("router", "router1"))
+    assert report.to_text().splitlines()[0].endswith(", seed 1, static placer, router2" if tools else ", seed 1")
     device = DEVICES[name]
     assert report.available.logic == device.logic and report.available.dsp == device.dsps
     assert report.available.bram == device.brams and report.available.ff == device.ffs
     assert report.accelerator.bram == report.placed.bram == 2     # 32 kbit in 18-kbit DP16KDs
     assert [(m.name, m.kind) for m in report.memories] == [("table", "bram")]
     assert report.timing_met and result.bitstream.name == "top.bit" and result.bitstream.stat().st_size > 100_000
+
+
+def test_an_unknown_placer_is_refused_before_any_tool_runs(tmp_path):
+    with pytest.raises(InvalidOptionError, match=r"^nextpnr's placer is one of heap, static and its router one of "
+                                                 r"router1, router2, not 'sa' and 'router1'$"):
+        synthesize(tmp_path / "none.v", "none", "ecp5-85k", out_dir=tmp_path / "run", placer="sa")
+    assert not (tmp_path / "run").exists()
 
 
 @needs_yosys
