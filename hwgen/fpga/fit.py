@@ -9,8 +9,7 @@ that fits D. A plan is built for a multiplier budget as usual (`make_plan`), the
    fits otherwise, the line buffers lose their slack rows (`plan.WINDOW_SLACK_ROWS`);
 3. the estimate must leave every resource within the device: DSPs and block RAMs exactly
    (they are counted, not estimated), logic and flip-flops within LOGIC_MARGIN of the device,
-   since the estimate is a model and the placer needs room, and ECP5 LUT RAM within
-   LUTRAM_SHARE of the PFUs, since the router needs room too.
+   since the estimate is a model and the placer needs room.
 
 The budget is searched over a ladder of budgets about a quarter apart (see `fit_device`). When
 no budget fits, the error names the resource and the shortfall (at one multiplier) and says what
@@ -29,17 +28,10 @@ from ..synth.devices import DEVICES, Device, Family
 from .plan import WINDOW_SLACK_ROWS, Plan, make_plan
 from .resources import Estimate, bram_blocks, estimate, lane_in_dsp, memories, place_memories
 
-__all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "LUTRAM_SHARE", "budget_ladder", "DoesNotFitDevice"]
+__all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice"]
 
 #: Logic and flip-flops the estimate may use, as a fraction of the device's.
 LOGIC_MARGIN = 0.85
-
-#: ECP5 LUT RAM cells the estimate may use, as a fraction of the device's PFUs (one cell each).
-#: A LUT RAM cell fixes three of a PFU's four slices, and the queues and vectors that go there
-#: are 128 bits wide on a 16-lane engine. person_detect at 32 multipliers (LUT RAM in 31 % of
-#: the ECP5-85k's PFUs, 66 % of its LUT4s placed) did not route; at 28 (24 %) it routes with
-#: nextpnr's static placer, at 16 (14 %) with its default one.
-LUTRAM_SHARE = 0.25
 
 #: The largest multiplier budget tried (far beyond any device's DSPs plus logic).
 MAX_BUDGET = 4096
@@ -73,7 +65,7 @@ class Fit:
     def to_json(self) -> dict:
         return {"device": self.device.name, "budget": self.budget, "interval": self.plan.interval,
                 "lut_lanes": {s.name: s.lut_lanes for s in self.plan.engines if s.lut_lanes},
-                "logic_margin": LOGIC_MARGIN, "lutram_share": LUTRAM_SHARE, "estimate": self.estimate.to_json()}
+                "logic_margin": LOGIC_MARGIN, "estimate": self.estimate.to_json()}
 
 
 def budget_ladder(limit: int = MAX_BUDGET) -> list[int]:
@@ -89,7 +81,7 @@ def _overflows(e: Estimate, device: Device) -> list[tuple[str, int, int]]:
     ff_cap = int(device.ffs * LOGIC_MARGIN)
     checks = [("DSPs", e.dsp, device.dsps), ("block RAMs", e.bram, device.brams),
               ("logic cells" if device.family is Family.ICE40 else "LUT4s", e.cells, logic_cap),
-              ("flip-flops", e.ff, ff_cap), ("LUT RAM cells", e.lutram, int(device.pfus * LUTRAM_SHARE))]
+              ("flip-flops", e.ff, ff_cap)]
     return [(name, need, have) for name, need, have in checks if need > have]
 
 

@@ -46,12 +46,6 @@ class Device:
         return f"nextpnr-{self.family.value}"
 
     @property
-    def pfus(self) -> int:
-        """ECP5 PFUs (4 slices, 8 LUT4s), each able to hold one LUT RAM cell (TRELLIS_DPR16X4: two
-        slices hold the RAM, a third its write port); 0 on iCE40, which has no LUT RAM."""
-        return self.logic // 8 if self.family is Family.ECP5 else 0
-
-    @property
     def bram_total_bits(self) -> int:
         return self.brams * self.bram_bits
 
