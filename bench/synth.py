@@ -2,7 +2,7 @@
 
     python bench/synth.py ACC.v --top acc [--devices ice40-up5k,ecp5-85k] [--ii CYCLES]
     python bench/synth.py --calibrate [--devices ...]   # writes bench/synth_calibration.csv
-    python bench/synth.py --models [--only NAME,...] [--out DIR [--reuse]] [--placer static] [--router router2]
+    python bench/synth.py --models [--only NAME,...] [--out DIR [--reuse]] [--router router2]
                                                        # writes bench/synth_models.csv
 
 The first form synthesizes one accelerator (yosys + nextpnr + pack, fixed seed) for each device
@@ -11,8 +11,8 @@ it) also inferences per second at Fmax.
 
 ``--models`` compiles each model of MODELS for its device (``hwgen compile --target fpga
 --device D --measure``: the fitted folding, with the interval measured in Verilator), synthesizes
-it (``hwgen synth OUT --device D``; person_detect on ecp5-85k needs ``--placer static --router
-router2``: with nextpnr's default heap placer its placement did not route) and prints, per
+it (``hwgen synth OUT --device D``; person_detect on ecp5-85k with ``--router router2``, which
+finishes after 79 iterations on the static placer's placement) and prints, per
 model x device: the folding chosen, hwgen's estimate against yosys's counts (LUT4, FF, DSP,
 block RAM, error in %), Fmax, the measured interval, multiplier utilization and inferences per
 second at Fmax.
@@ -124,9 +124,10 @@ MODEL_FIELDS = ["model", "device", "budget", "lut_lanes", "interval", "utilizati
 
 
 def run_model(name: str, model: str, device: str, root: Path, reuse: bool = False, router: str = "router1",
-              placer: str = "heap") -> dict:
+              placer: str | None = None) -> dict:
     """Compile (fitted to `device`, measured in Verilator), synthesize; one MODEL_FIELDS row.
-    `reuse`: take a finished run already in `root` as it is; `router`, `placer`: nextpnr's."""
+    `reuse`: take a finished run already in `root` as it is; `router`, `placer`: nextpnr's
+    (placer None: the device's)."""
     import subprocess
 
     def hwgen(argv: list[str]) -> str | None:
@@ -140,7 +141,7 @@ def run_model(name: str, model: str, device: str, root: Path, reuse: bool = Fals
     if not (reuse and (out / "synth" / device / "report.json").is_file()):
         failed = hwgen(["compile", str(REPO / model), "-o", str(out), "--target", "fpga", "--device", device,
                         "--measure"]) or hwgen(["synth", str(out), "--device", device, "--router", router,
-                                                      "--placer", placer])
+                                                      *(["--placer", placer] if placer else [])])
         if failed:
             return {**row, "status": failed.removeprefix("hwgen: error: ")}
     manifest = json.loads((out / "fpga" / "manifest.json").read_text())
@@ -209,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp dir)")
     parser.add_argument("--router", default="router1", choices=("router1", "router2"),
                         help="with --models: nextpnr's router (router2 for person_detect on ecp5-85k)")
-    parser.add_argument("--placer", default="heap", choices=("heap", "static"),
-                        help="with --models: nextpnr's placer (static for person_detect on ecp5-85k)")
+    parser.add_argument("--placer", default=None, choices=("heap", "static"),
+                        help="with --models: nextpnr's placer (default: the device's)")
     args = parser.parse_args(argv)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]
     unknown = [d for d in devices if d not in DEVICES]

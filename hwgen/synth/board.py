@@ -330,7 +330,7 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
         synth_opts=synth_opts,
         script_after_read=f"setattr -mod -set keep_hierarchy 1 {top}",
         script_after_synth=f"tee -q -o stat.json stat -json\nsetattr -mod -unset keep_hierarchy {top}\nflatten",
-        nextpnr_opts=f"--seed {seed} --report nextpnr.json")
+        nextpnr_opts=f"--seed {seed} --placer {dev.placer} --report nextpnr.json")
     plan.extract(out)
     for stale in ("stat.json", "nextpnr.json", "report.json"):
         (out / stale).unlink(missing_ok=True)
@@ -352,7 +352,8 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
     synth_report = make_report(
         dev, out, top=top, verilog=f"{top}.v", sha256=accelerator.sha256, clock_mhz=clock_mhz, seed=seed,
         yosys_log=(out / f"{_BUILD_NAME}.rpt").read_text(), bitstream=bitstream, board=board,
-        harness=f"UART bridge, {baud} baud 8N1, {fifo_depth}-byte RX FIFO", cosim_verified=verified_sha256 is not None)
+        harness=f"UART bridge, {baud} baud 8N1, {fifo_depth}-byte RX FIFO", cosim_verified=verified_sha256 is not None,
+        placer=dev.placer)
     synth_report.write(out / "report.json")
     report(f"{board}: {bitstream} in {seconds:.1f} s")
     return SynthResult(report=synth_report, out_dir=out, report_path=out / "report.json",

@@ -93,8 +93,8 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=SEED, help="nextpnr placement seed")
     p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                    help="nextpnr's router for --device (router2 finishes large, congested ECP5 designs sooner)")
-    p.add_argument("--placer", choices=PLACERS, default=PLACERS[0],
-                   help="nextpnr's placer for --device (static spreads large, congested ECP5 designs so they route)")
+    p.add_argument("--placer", choices=PLACERS, default=None,
+                   help="nextpnr's placer for --device (default: the device's, heap on iCE40 and static on ECP5)")
     p.add_argument("--baud", type=int, default=115_200, help="UART rate for --board")
     p.add_argument("--fifo-bytes", type=int, default=None, metavar="N",
                    help="RX FIFO of the --board bridge, in bytes (default: 2048); no byte is lost if one input "

@@ -176,19 +176,20 @@ def make_report(dev: Device, out: Path, *, top: str, verilog: str, sha256: str, 
 def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_dir: str | Path,
                clock_mhz: float | None = None, seed: int = SEED, ports: StreamPorts | None = None,
                verified_sha256: str | None = None, progress: ProgressCallback | None = None,
-               router: str = "router1", placer: str = "heap") -> SynthResult:
+               router: str = "router1", placer: str | None = None) -> SynthResult:
     """Synthesizes, places, routes and packs the accelerator ``top`` of ``verilog_path``.
 
     The ports are read from the Verilog; ``ports``, if given (from a manifest), must agree. With
     ``verified_sha256`` (the hash of the Verilog co-simulation passed), a different file is
     refused and the report says the two are the same. ``clock_mhz``
     is nextpnr's target (default: the device's); a missed target is reported, not an error; ``router``
-    and ``placer`` are nextpnr's (``placer="static"`` spreads a congested design so it routes).
+    and ``placer`` are nextpnr's (default placer: the device's).
     Raises :class:`DoesNotFitError` when the netlist needs more DSPs, block RAMs, SPRAMs or
     LUTs than the device has, and :class:`ToolchainError` (quoting the tool) when a tool fails.
     """
     dev = lookup_device(device)
     clock = dev.default_clock_mhz if clock_mhz is None else float(clock_mhz)
+    placer = dev.placer if placer is None else placer
     if not 0 < clock <= 1000:
         raise InvalidOptionError(f"--clock must be between 0 and 1000 MHz, not {clock_mhz!r}")
     if placer not in PLACERS or router not in ROUTERS:

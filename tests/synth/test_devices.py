@@ -28,6 +28,8 @@ def test_the_four_devices_of_the_issue():
         assert small.logic < big.logic and small.dsps < big.dsps and small.brams < big.brams
     assert DEVICES["ecp5-85k"].bram_total_bits == 208 * 18 * 1024
     assert {d.default_clock_mhz for d in DEVICES.values()} == {48.0, 80.0}
+    assert {d.name: d.placer for d in DEVICES.values()} == {
+        "ice40-up5k": "heap", "ecp5-25k": "static", "ecp5-45k": "static", "ecp5-85k": "static"}
 
 
 @pytest.mark.parametrize("family,name", [("ice40", "ice40-up5k"), ("ecp5", "ecp5-85k")])

@@ -74,12 +74,13 @@ def test_same_input_same_report(up5k_run, tmp_path):
 @pytest.mark.parametrize("name", ["ecp5-25k", "ecp5-45k", "ecp5-85k"])
 def test_ecp5_end_to_end(name, tmp_path):
     (tmp_path / "rom.v").write_text(to_verilog(Rom(4096, 8), "rom"))
-    # the largest device with the placer and router its large designs need
-    tools = {"placer": "static", "router": "router2"} if name == "ecp5-85k" else {}
+    # ECP5 places with nextpnr's static placer unless told otherwise; the largest device with router2
+    tools = {"router": "router2"} if name == "ecp5-85k" else {"placer": "heap"}
     result = synthesize(tmp_path / "rom.v", "rom", name, out_dir=tmp_path / "run", **tools)
     report = result.report
-    assert (report.placer, report.router) == (tools.get("placer", "heap"), tools.get("router", "router1"))
-    assert report.to_text().splitlines()[0].endswith(", seed 1, static placer, router2" if tools else ", seed 1")
+    assert (report.placer, report.router) == (tools.get("placer", "static"), tools.get("router", "router1"))
+    assert report.to_text().splitlines()[0].endswith(", seed 1, static placer, router2" if name == "ecp5-85k"
+                                                     else ", seed 1")
     device = DEVICES[name]
     assert report.available.logic == device.logic and report.available.dsp == device.dsps
     assert report.available.bram == device.brams and report.available.ff == device.ffs
