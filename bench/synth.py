@@ -37,6 +37,7 @@ from pathlib import Path
 
 from hwgen.errors import HwgenError
 from hwgen.synth import DEVICES, DoesNotFitError, Resources, synthesize
+from hwgen.synth.flow import PLACERS, ROUTERS
 from hwgen.synth.harness import to_verilog
 from hwgen.synth.probes import LineBuffer, MacArray, Rom
 from hwgen.synth.report import yosys_resources
@@ -123,7 +124,7 @@ MODEL_FIELDS = ["model", "device", "budget", "lut_lanes", "interval", "utilizati
                 "verilog_sha256", "status"]
 
 
-def run_model(name: str, model: str, device: str, root: Path, reuse: bool = False, router: str = "router1",
+def run_model(name: str, model: str, device: str, root: Path, reuse: bool = False, router: str = ROUTERS[0],
               placer: str | None = None) -> dict:
     """Compile (fitted to `device`, measured in Verilator), synthesize; one MODEL_FIELDS row.
     `reuse`: take a finished run already in `root` as it is; `router`, `placer`: nextpnr's
@@ -208,9 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="with --models and --out: keep finished runs")
     parser.add_argument("--csv", type=Path, default=CALIBRATION_CSV, help="where --calibrate writes")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp dir)")
-    parser.add_argument("--router", default="router1", choices=("router1", "router2"),
+    parser.add_argument("--router", default=ROUTERS[0], choices=ROUTERS,
                         help="with --models: nextpnr's router (router2 for person_detect on ecp5-85k)")
-    parser.add_argument("--placer", default=None, choices=("heap", "static"),
+    parser.add_argument("--placer", default=None, choices=PLACERS,
                         help="with --models: nextpnr's placer (default: the device's)")
     args = parser.parse_args(argv)
     devices = [d.strip() for d in args.devices.split(",") if d.strip()]

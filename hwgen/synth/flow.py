@@ -32,7 +32,7 @@ from .report import (
 )
 from .tools import ProgressCallback, run_tool, tool_version
 
-__all__ = ["synthesize", "SynthResult", "SEED", "yosys_script", "check_fits", "check_verified", "make_report",
+__all__ = ["synthesize", "SynthResult", "SEED", "PLACERS", "ROUTERS", "yosys_script", "check_fits", "check_verified", "make_report",
            "sha256_file"]
 
 logger = logging.getLogger(__name__)
@@ -151,10 +151,11 @@ def _progress_lines(kind: str, tool: str, report: ProgressCallback):
 
 def make_report(dev: Device, out: Path, *, top: str, verilog: str, sha256: str, clock_mhz: float, seed: int,
                 yosys_log: str, harness: str, bitstream: str, cosim_verified: bool,
-                board: str | None = None, flat: bool = False, placer: str = "heap",
-                router: str = "router1") -> SynthReport:
+                placer: str, router: str = ROUTERS[0], board: str | None = None,
+                flat: bool = False) -> SynthReport:
     """The report of a finished run, from ``stat.json`` and ``nextpnr.json`` in ``out``; ``flat``:
-    yosys mapped the design flat, so the accelerator is counted with its harness."""
+    yosys mapped the design flat, so the accelerator is counted with its harness; ``placer`` and
+    ``router``: nextpnr's, as it ran."""
     counted = HARNESS_TOP if flat else top
     stat = json.loads((out / "stat.json").read_text())
     pnr = json.loads((out / "nextpnr.json").read_text())
@@ -176,7 +177,7 @@ def make_report(dev: Device, out: Path, *, top: str, verilog: str, sha256: str, 
 def synthesize(verilog_path: str | Path, top: str, device: str | Device, *, out_dir: str | Path,
                clock_mhz: float | None = None, seed: int = SEED, ports: StreamPorts | None = None,
                verified_sha256: str | None = None, progress: ProgressCallback | None = None,
-               router: str = "router1", placer: str | None = None) -> SynthResult:
+               router: str = ROUTERS[0], placer: str | None = None) -> SynthResult:
     """Synthesizes, places, routes and packs the accelerator ``top`` of ``verilog_path``.
 
     The ports are read from the Verilog; ``ports``, if given (from a manifest), must agree. With
