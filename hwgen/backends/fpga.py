@@ -25,7 +25,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
 from .. import golden, irjson
@@ -37,13 +36,12 @@ from ..fpga.manifest import load_plan, manifest
 from ..fpga.plan import Plan, make_plan
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
 from ..ir import Graph
-from ..names import comment
+from ..render import render
 
 __all__ = ["add_arguments", "emit", "run_core", "register_commands", "describe", "load_output", "build_accelerator"]
 
 log = logging.getLogger("hwgen.fpga")
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "fpga"
 MEASURE_SAMPLES = 4  # inferences back to back for --measure (the steady state shows from the second)
 
 
@@ -185,12 +183,6 @@ def _measure(graph: Graph, accelerator, report: CycleReport, samples: int = MEAS
 # -- the backend protocol ----------------------------------------------------------------------
 
 
-def _render(template: str, **context) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    return env.get_template(template).render(**context)
-
-
 def _class_name(top: str) -> str:
     return "".join(part.capitalize() for part in top.split("_") if part) or "Accelerator"
 
@@ -225,13 +217,13 @@ def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
     _write_report(fpga, report)
     x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
     context = dict(
-        version=importlib.metadata.version("hwgen"), model_comment=comment(graph.name), top=plan.top,
+        version=importlib.metadata.version("hwgen"), model_name=graph.name, top=plan.top,
         class_name=_class_name(plan.top), verilog_file=verilog_file, fpga_dir="OUT/fpga",
         in_desc=f"{x.dtype}{list(x.shape)}, {plan.input_lanes} per word",
         out_desc=f"{y.dtype}{list(y.shape)}, {plan.output_lanes} per word",
         seeds=[0, 1], batch=3)
-    (fpga / "accelerator.py").write_text(_render("accelerator.py.j2", **context))
-    (fpga / "test_accelerator.py").write_text(_render("test_accelerator.py.j2", **context))
+    (fpga / "accelerator.py").write_text(render("fpga", "accelerator.py.j2", context))
+    (fpga / "test_accelerator.py").write_text(render("fpga", "test_accelerator.py.j2", context))
 
 
 def _write_report(fpga: Path, report: CycleReport) -> None:

@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-
-import jinja2
-import numpy as np
-
 from .. import __version__
 from ..ir import Graph
 from ..names import comment, identifier
+from ..render import render
 from .kernels import Variant, helpers_for
 from .memory import ALIGN, Location, MemoryPlan, plan_memory, storage_roots
 from .plan import ConvArgs, Layer, copy_layer, plan_layers
 from .types import CType, ctype_of
 
-__all__ = ["Port", "Generated", "generate", "schedule", "TEMPLATE_DIR", "c_values"]
-
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "rvv"
+__all__ = ["Port", "Generated", "generate", "schedule"]
 PROGRAM = "test_rvv"
 
 
@@ -63,21 +57,6 @@ class Generated:
     @property
     def sources(self) -> tuple[str, ...]:
         return ("model.c", "main.c")
-
-
-def c_values(values, per_line: int = 16) -> str:
-    """Array initializer lines: 16 values per line, indented, comma-separated."""
-    text = [str(int(v)) for v in np.asarray(values).reshape(-1)]
-    lines = [", ".join(text[i:i + per_line]) for i in range(0, len(text), per_line)]
-    return ",\n".join("    " + line for line in lines)
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-                             autoescape=False)
-    env.filters["c_values"] = c_values
-    return env
 
 
 def _scale_literal(s: float) -> str:
@@ -192,7 +171,6 @@ def generate(graph: Graph, model: str, source: str, *, test_samples: int = 0) ->
         roundings=sorted({v.rounding for v in variants} - {"raw"}),
         max_channels=max(channels, default=1), program=PROGRAM, test_samples=test_samples,
     )
-    env = _environment()
-    files = {name: env.get_template(f"{name}.j2").render(context)
+    files = {name: render("rvv", f"{name}.j2", context)
              for name in ("model.h", "model.c", "kernels.h", "main.c", "Makefile")}
     return Generated(model, run, files, tuple(layers), memory, inputs, outputs)

@@ -41,10 +41,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import numpy as np
 
 from ..errors import ToolchainError
+from ..render import render
+from ..render import source as template_source
 
 if TYPE_CHECKING:
     import pyverilator
@@ -60,7 +61,6 @@ logger = logging.getLogger(__name__)
 #: Called with one short line per build step ("verilating muladd", "compiling verilated.cpp").
 ProgressCallback = Callable[[str], None]
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "verilator"
 HARNESS_TEMPLATE = "stream_harness.cpp.j2"
 ABI_VERSION = 2  # bump with any change to the C ABI of the harness
 
@@ -501,11 +501,8 @@ def _check_ports(top: str, ports: dict[str, tuple[str, str, int]]) -> None:
 
 
 def _render_harness(top: str, ports: dict[str, tuple[str, str, int]], trace: bool) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR), undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     in_width, out_width = ports["i__payload"][2], ports["o__payload"][2]
-    return environment.get_template(HARNESS_TEMPLATE).render(
+    return render("verilator", HARNESS_TEMPLATE, dict(
         generator="hwgen.sim.verilator", abi_version=ABI_VERSION, top=top, trace=trace,
         in_width=in_width, out_width=out_width,
         in_limbs=_limb_count(in_width), out_limbs=_limb_count(out_width),
@@ -513,7 +510,7 @@ def _render_harness(top: str, ports: dict[str, tuple[str, str, int]], trace: boo
                "i_ready": ports["i__ready"][1], "o_payload": ports["o__payload"][1],
                "o_valid": ports["o__valid"][1], "o_ready": ports["o__ready"][1]},
         perf=({"member": ports[PERF_PORT][1], "width": ports[PERF_PORT][2],
-               "limbs": _limb_count(ports[PERF_PORT][2])} if PERF_PORT in ports else None))
+               "limbs": _limb_count(ports[PERF_PORT][2])} if PERF_PORT in ports else None)))
 
 
 @contextlib.contextmanager
@@ -556,7 +553,7 @@ def build(verilog: str | Path, top: str, *, trace: bool = False, cache_dir: Path
     text = _read_verilog(verilog)
     _check_top(top)
     verilator = _require_verilator()
-    template_text = (TEMPLATE_DIR / HARNESS_TEMPLATE).read_text()
+    template_text = template_source("verilator", HARNESS_TEMPLATE)
     flags = [*VERILATOR_FLAGS, *(["--trace-fst"] if trace else [])]
     key = _cache_key(text, top, template_text, " ".join(flags), " ".join(MAKE_FLAGS),
                      str(ABI_VERSION), _tool_version(verilator))
