@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from .compiler import CompileOptions, Compiled, compile_model
 from .errors import HwgenError, InvalidOptionError
 from .fixed import MULTIPLIER_BITS, IntType, Rounding
 from .ir import Graph, InputPort
+from .outdir import OutputDir
 
 log = logging.getLogger("hwgen")
 
@@ -39,28 +38,18 @@ def _options(args: argparse.Namespace) -> CompileOptions:
 # -- hwgen compile ---------------------------------------------------------------------------
 
 
-def write_outputs(compiled: Compiled, out: Path, targets: list[str], args: argparse.Namespace) -> None:
-    """Write OUT atomically: everything goes to a temporary sibling that replaces OUT at the end."""
-    out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+def write_outputs(compiled: Compiled, out: OutputDir, targets: list[str], args: argparse.Namespace) -> list[str]:
+    """Write every file of the compile output into OUT (see `hwgen.outdir`); returns the files of
+    an earlier compile there that this one replaced by nothing."""
+    def fill(tmp: Path) -> None:
         irjson.dump(compiled.graph, tmp / "ir.json")
         (tmp / "ir.txt").write_text(str(compiled.graph) + "\n")
         (tmp / "report.json").write_text(json.dumps(compiled.report.to_json(), indent=1) + "\n")
         (tmp / "report.txt").write_text(compiled.report.to_text() + "\n")
         for target in targets:
             backends.backend(target).emit(compiled, tmp, args)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            out.rename(old / "out")
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    return out.write(fill)
 
 
 def _targets(text: str | None) -> list[str]:
@@ -75,8 +64,12 @@ def _targets(text: str | None) -> list[str]:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = _targets(args.target)
+    out = OutputDir.prepare(args.output, force=args.force)
     compiled = compile_model(args.model, _options(args))
-    write_outputs(compiled, args.output, targets, args)
+    removed = write_outputs(compiled, out, targets, args)
+    if removed:
+        groups = sorted({Path(rel).parts[0] + ("/" if len(Path(rel).parts) > 1 else "") for rel in removed})
+        log.warning("removed the earlier compile's %s (not part of this one)", ", ".join(groups))
     print(compiled.report.to_text())
     print(f"wrote {args.output}/ (ir.json, ir.txt, report.json, report.txt"
           + "".join(f", {t}/" for t in targets) + ")")
@@ -197,7 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a model to IR, report and generated code",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_model_options(p)
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="output directory")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                   help="output directory: new, empty, or an earlier hwgen output (whose files it replaces; "
+                        "files you added stay)")
+    p.add_argument("--force", action="store_true",
+                   help="also write into a non-empty directory that is not an hwgen output, overwriting files "
+                        "with the names hwgen writes (nothing else is removed)")
     p.add_argument("--target", default=None, metavar="T[,T]",
                    help=f"also generate code for these targets ({', '.join(backends.TARGETS)})")
     for module in targets.values():

@@ -36,6 +36,7 @@ from ..fpga.manifest import load_plan, manifest
 from ..fpga.plan import Plan, make_plan
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
 from ..ir import Graph
+from ..outdir import update_files
 from ..render import render
 
 __all__ = ["add_arguments", "emit", "run_core", "register_commands", "describe", "load_output", "build_accelerator"]
@@ -226,9 +227,13 @@ def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
     (fpga / "test_accelerator.py").write_text(render("fpga", "test_accelerator.py.j2", context))
 
 
+def _report_files(report: CycleReport) -> dict[str, str]:
+    return {"report.json": json.dumps(report.to_json(), indent=1) + "\n", "report.txt": report.to_text() + "\n"}
+
+
 def _write_report(fpga: Path, report: CycleReport) -> None:
-    (fpga / "report.json").write_text(json.dumps(report.to_json(), indent=1) + "\n")
-    (fpga / "report.txt").write_text(report.to_text() + "\n")
+    for name, text in _report_files(report).items():
+        (fpga / name).write_text(text)
 
 
 def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -297,7 +302,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.stall == 0.0 and args.trace is None:
         report = report_from_json(json.loads((out.fpga / "report.json").read_text()))
         measured, counters, _ = measure(graph, out.accelerator, inputs[graph.inputs[0]])
-        _write_report(out.fpga, report.with_measurement(measured, counters))
+        update_files(out.root, {f"fpga/{name}": text.encode()
+                                for name, text in _report_files(report.with_measurement(measured, counters)).items()})
     return 0
 
 

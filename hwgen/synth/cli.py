@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InvalidOptionError
+from ..outdir import OutputDir
 from .devices import DEVICES
 from .flow import PLACERS, ROUTERS, SEED, synthesize
 from .harness import StreamPorts, stream_ports
@@ -118,7 +119,24 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if not acc.verilog.is_file():
         raise InvalidOptionError(f"{acc.verilog}: no such Verilog file")
     target = args.device or args.board
-    out_dir = args.output or base / target
+    out_dir = OutputDir.prepare(args.output or base / target, what="synthesis directory")
+    with out_dir.in_place():
+        result = _run(args, acc, out_dir.path)
+        report = result.report
+        if args.device and args.out.is_dir():
+            report = _with_model(report, args.out, args.device)
+            report.write(result.report_path)
+    print(report.to_text())
+    if args.board:
+        program = "iceprog" if args.board == "icebreaker" else "openFPGALoader -b ulx3s"
+        print(f"  program it: {program} {result.bitstream}; then, at {args.baud} baud 8N1, send each input word "
+              f"as {(acc.ports.in_width + 7) // 8} bytes and read each output word as "
+              f"{(acc.ports.out_width + 7) // 8} bytes, least significant first, one tensor at a time")
+    print(f"wrote {result.report_path}")
+    return 0
+
+
+def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
     if args.board:
         from .board import DEFAULT_FIFO_DEPTH, VerilogAccelerator, build_board
         result = build_board(VerilogAccelerator.from_file(acc.verilog, acc.top, acc.ports), args.board,
@@ -128,18 +146,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         result = synthesize(acc.verilog, acc.top, args.device, out_dir=out_dir, clock_mhz=args.clock,
                             seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256, router=args.router,
                             placer=args.placer, progress=_progress)
-    report = result.report
-    if args.device and args.out.is_dir():
-        report = _with_model(report, args.out, args.device)
-        report.write(result.report_path)
-    print(report.to_text())
-    if args.board:
-        program = "iceprog" if args.board == "icebreaker" else "openFPGALoader -b ulx3s"
-        print(f"  program it: {program} {result.bitstream}; then, at {args.baud} baud 8N1, send each input word "
-              f"as {(acc.ports.in_width + 7) // 8} bytes and read each output word as "
-              f"{(acc.ports.out_width + 7) // 8} bytes, least significant first, one tensor at a time")
-    print(f"wrote {result.report_path}")
-    return 0
+    return result
 
 
 def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:

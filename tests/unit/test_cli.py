@@ -28,7 +28,8 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def test_compile_writes_ir_and_report(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "compile", TINY, "-o", tmp_path / "out")
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ir.json", "ir.txt", "report.json", "report.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".hwgen-output.json", "ir.json", "ir.txt",
+                                                                    "report.json", "report.txt"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["totals"]["macs"] == 309248 and report["totals"]["params"] == 9930
     assert "total" in out and "/conv1/Conv" in out
@@ -41,12 +42,12 @@ def test_compile_is_deterministic(tmp_path, capsys):
         assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
 
 
-def test_compile_replaces_an_existing_output(tmp_path, capsys):
+def test_compile_replaces_an_earlier_output(tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
     assert run_cli(capsys, "compile", TINY, "-o", out)[0] == 0
-    assert not (out / "stale.txt").exists() and (out / "ir.json").exists()
+    (out / "ir.txt").unlink()
+    assert run_cli(capsys, "compile", TINY, "-o", out)[0] == 0
+    assert (out / "ir.txt").exists() and (out / "ir.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directories left behind
 
 
