@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import VerificationError
 from .fixed import IntType, Rounding, requantize
+from .names import terminal
 
 __all__ = [
     "Tensor", "Requant", "Node", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool",
@@ -107,7 +108,8 @@ class Node:
 
     def __str__(self) -> str:
         params = self.params_str()
-        return (f"{self.op} {self.name!r} ({', '.join(self.inputs)}) -> ({', '.join(self.outputs)})"
+        return (f"{self.op} {self.name!r} ({', '.join(map(terminal, self.inputs))}) -> "
+                f"({', '.join(map(terminal, self.outputs))})"
                 + (f"  {params}" if params else ""))
 
 
@@ -405,13 +407,13 @@ class Graph:
     def __str__(self) -> str:
         lines = [f"graph {self.name!r}"]
         for name in self.inputs:
-            lines.append(f"  input  {name}: {self.tensors[name]}")
+            lines.append(f"  input  {terminal(name)}: {self.tensors[name]}")
         for node in self.nodes:
             lines.append(f"  {node}")
             for out in node.outputs:
-                lines.append(f"      {out}: {self.tensors[out]}")
+                lines.append(f"      {terminal(out)}: {self.tensors[out]}")
         for name in self.outputs:
-            lines.append(f"  output {name}: {self.tensors[name]}")
+            lines.append(f"  output {terminal(name)}: {self.tensors[name]}")
         if self.tail is not None:
             lines.append(f"  host tail (float): {' -> '.join(self.tail.ops)}")
         return "\n".join(lines)

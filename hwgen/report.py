@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .ir import MAC_OPS, Conv2d, Dense, Graph, Node
+from .names import terminal
 
 __all__ = ["LayerRow", "Report", "build_report"]
 
@@ -62,7 +63,7 @@ class Report:
             bits = "/".join("-" if b is None else str(b) for b in
                             (r.weight_bits, r.activation_bits, r.accumulator_bits, r.output_bits))
             removed = f" (-{r.channels_removed} ch)" if r.channels_removed else ""
-            lines.append((r.name, r.op, "x".join(map(str, r.input_shape)), "x".join(map(str, r.output_shape)),
+            lines.append((terminal(r.name), r.op, "x".join(map(str, r.input_shape)), "x".join(map(str, r.output_shape)),
                           f"{r.macs:,}", f"{r.nonzero_macs:,}", f"{r.params:,}{removed}",
                           f"{r.weight_sparsity:.1%}" if r.op in ("Conv2d", "Dense") else "",
                           f"{r.channel_sparsity:.1%}" if r.op in ("Conv2d", "Dense") else "", bits))
@@ -72,7 +73,7 @@ class Report:
                  f"{t['params']:,}", "", "", "")
         widths = [max(len(row[i]) for row in [head, total, *lines]) for i in range(len(head))]
         fmt = lambda row: "  ".join(c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-        out = [f"model {self.model}", fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, lines),
+        out = [f"model {terminal(self.model)}", fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, lines),
                fmt(tuple("-" * w for w in widths)), fmt(total)]
         if t["imported_params"] != t["params"]:
             out.append(f"params as imported: {t['imported_params']:,}; {t['channels_removed']} dead channels removed")

@@ -21,7 +21,7 @@ from .. import golden
 from ..compiler import Compiled
 from ..errors import ToolchainError
 from ..ir import Graph
-from ..names import identifier
+from ..names import identifier, terminal
 from ..rvv import measure, program
 from ..rvv.codegen import Generated, generate
 from ..sim import qemu
@@ -111,7 +111,7 @@ def describe(out_dir: Path) -> str | None:
     for layer in report["layers"]:
         counts = [layer["instructions"][v] for v in vlens]
         per_mac = f"{counts[0] / layer['macs']:.3f}" if vlens and layer["macs"] else ""
-        rows.append([layer["node"], layer["op"], layer["kernel"], f"{layer['macs']:,}"]
+        rows.append([terminal(layer["node"]), layer["op"], layer["kernel"], f"{layer['macs']:,}"]
                     + [f"{c:,}" for c in counts] + ([per_mac] if vlens else []))
     if vlens:
         total = [report["per_inference"][v]["instructions"] for v in vlens]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..names import terminal
 from ..ir import MAC_OPS, Graph
 from .plan import Plan
 
@@ -102,17 +103,17 @@ class CycleReport:
 
     def to_text(self) -> str:
         head = ("layer", "op", "engine", "fold", "lanes in/out", "nz MACs", "busy (model)", "busy (measured)")
-        rows = [(l.node, l.op, l.engine or "-", l.fold or "-", f"{l.in_lanes}/{l.out_lanes}", f"{l.nonzero_macs:,}",
+        rows = [(terminal(l.node), l.op, l.engine or "-", l.fold or "-", f"{l.in_lanes}/{l.out_lanes}", f"{l.nonzero_macs:,}",
                  f"{l.expected_busy:,}", "-" if l.measured_busy is None else f"{l.measured_busy:,.0f}")
                 for l in self.layers]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-        out = [f"FPGA accelerator for {self.model}", fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)]
+        out = [f"FPGA accelerator for {terminal(self.model)}", fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)]
         out.append("")
         for e in self.engines:
             measured = "" if e.measured_busy is None else f", measured {e.measured_busy:,.0f}"
             out.append(f"{e.name}: {e.fold} = {e.lanes} lanes, {e.multipliers} multipliers, layers "
-                       f"{', '.join(e.layers)}; busy {e.expected_busy:,} cycles{measured}; utilization "
+                       f"{', '.join(map(terminal, e.layers))}; busy {e.expected_busy:,} cycles{measured}; utilization "
                        f"{e.expected_utilization:.3f}")
         budget = f"budget {self.budget}" if self.budget is not None else "all layers folded by --fold"
         out.append(f"multipliers: {self.multipliers} of {self.lanes} lanes ({budget}); plus "

@@ -79,6 +79,15 @@ def test_verilog_has_no_raw_names(hostile_output):
     assert not re.search(r"\bmodule\s+pwned|\$finish", verilog)
 
 
+def test_printed_report_has_no_control_characters(hostile_output, capsys):
+    _, out = hostile_output
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]", text)
+    for name in ("report.txt", "ir.txt"):
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e]", (out / name).read_text()), name
+
+
 def test_errors_about_hostile_names_are_one_safe_line(tmp_path, capsys):
     model = rename(onnx.load(TINY))
     model.graph.node[3].op_type = "NoSuchOp"

@@ -74,6 +74,7 @@ def test_recompiling_keeps_user_files_and_replaces_hwgen_files(tmp_path, capsys)
     assert (out / "rvv" / "my_main.c").exists()               # the user's file in hwgen's folder stays
     assert not (out / "rvv" / "model.c").exists()             # the earlier compile's rvv/ files are gone
     assert "rnu" in (out / "ir.txt").read_text()
+    assert "removed the earlier compile's rvv/" in err
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
