@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, backends, golden, irjson
+from .arrays import check_output_path, load_inputs, save_outputs
 from .compiler import CompileOptions, Compiled, compile_model
 from .console import EXIT_BROKEN_PIPE, EXIT_INTERNAL, configure_logging, error_line, one_line, safe_output, \
     silence_broken_stdout
 from .errors import InvalidOptionError
 from .fixed import MULTIPLIER_BITS, IntType, Rounding
 from .ir import Graph, InputPort
-from .outdir import OutputDir
+from .outdir import OutputDir, reading, write_file
 
 log = logging.getLogger("hwgen")
 
@@ -81,56 +82,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
 # -- hwgen run ---------------------------------------------------------------------------------
 
 
-def load_inputs(path: Path, graph: Graph) -> dict[str, np.ndarray]:
-    """The model inputs in an .npy (one input) or .npz (arrays named as the inputs), checked against
-    the ONNX model's input types and shapes."""
-    ports = graph.input_ports
-    if not path.exists():
-        raise InvalidOptionError(f"{path}: no such file")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise InvalidOptionError(f"{path}: not a .npy or .npz file ({exc})") from None
-    if isinstance(data, np.ndarray):
-        if len(ports) != 1:
-            raise InvalidOptionError(f"the model has {len(ports)} inputs; pass an .npz with arrays named "
-                                     + ", ".join(repr(p.onnx_name) for p in ports))
-        arrays = {ports[0].onnx_name: data}
-    else:
-        arrays = {k: data[k] for k in data.files}
-    feeds = {}
-    for port in ports:
-        if port.onnx_name not in arrays:
-            raise InvalidOptionError(f"{path}: no array named {port.onnx_name!r}")
-        feeds[port.onnx_name] = _check_input(arrays[port.onnx_name], port)
-    return feeds
-
-
-def _check_input(x: np.ndarray, port: InputPort) -> np.ndarray:
-    """The array as the model's input type; integers must fit, floats stay floats."""
-    want = np.dtype(port.onnx_dtype)
-    name = port.onnx_name
-    if want.kind == "f":
-        if x.dtype.kind != "f":
-            raise InvalidOptionError(f"input {name!r} must be float ({want}), got {x.dtype}")
-        x = x.astype(want)
-    else:
-        if x.dtype.kind not in "iu":
-            raise InvalidOptionError(f"input {name!r} must be integer ({want}), got {x.dtype}; quantize it "
-                                     "first or pass the float model's input")
-        itype = IntType.from_numpy(want)
-        if not itype.contains(x):
-            raise InvalidOptionError(f"input {name!r} has values outside {want}")
-        x = x.astype(want)
-    try:
-        port.layout.batch_of(x)
-    except ValueError as exc:
-        raise InvalidOptionError(f"input {name!r}: {exc}") from None
-    return x
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     compiled = compile_model(args.model, _options(args))
+    if args.output is not None:
+        check_output_path(args.output, list(compiled.graph.model_outputs))
     feeds = load_inputs(args.input, compiled.graph)
     core = None
     if args.backend != "golden":
@@ -140,10 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output is None:
         for name, y in outputs.items():
             print(f"{name}: {np.array2string(y, threshold=64)}")
-    elif len(outputs) == 1:
-        np.save(args.output, next(iter(outputs.values())))
     else:
-        np.savez(args.output, **outputs)
+        save_outputs(args.output, outputs)
     return 0
 
 
@@ -156,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     compiled = compile_model(args.model, _options(args))
     report = compiled.report
     if args.json:
-        args.json.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        write_file(args.json, json.dumps(report.to_json(), indent=1) + "\n", what="JSON report")
     print(report.to_text())
     return 0
 
@@ -164,7 +117,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _report_output_dir(out: Path) -> int:
     if not (out / "report.txt").exists():
         raise InvalidOptionError(f"{out}: not a hwgen compile output (no report.txt)")
-    print((out / "report.txt").read_text(), end="")
+    with reading(out / "report.txt"):
+        print((out / "report.txt").read_text(), end="")
     from .synth.cli import describe as describe_synth
 
     for name, module in backends.available().items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UnsupportedModelError
 from .fixed import MULTIPLIER_BITS, Rounding
 from .frontend import LoweringConfig, import_model
 from .ir import Graph
@@ -32,4 +33,7 @@ class Compiled:
 def compile_model(path: str | Path, options: CompileOptions = CompileOptions()) -> Compiled:
     imported = import_model(path, LoweringConfig(options.rounding, options.multiplier_bits))
     graph = run_passes(imported)
+    if not graph.nodes:
+        raise UnsupportedModelError("the model has no integer operations for hwgen to compile (its quantized core is "
+                                    "empty)")
     return Compiled(Path(path), options, imported, graph, build_report(graph, imported))

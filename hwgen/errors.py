@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["HwgenError", "ModelLoadError", "UnsupportedModelError", "InvalidOptionError", "VerificationError",
-           "ToolchainError"]
+           "ToolchainError", "ResourceLimitError"]
 
 
 class HwgenError(Exception):
@@ -29,6 +29,10 @@ class UnsupportedModelError(HwgenError):
 
 class InvalidOptionError(HwgenError):
     """A command-line option or input array does not fit the model."""
+
+
+class ResourceLimitError(HwgenError):
+    """The work would need more memory than hwgen's limit (`hwgen.budget`)."""
 
 
 class VerificationError(HwgenError):

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import fixed
-from .ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, HostQuantize, MaxPool, Node, Requantize,
+from . import budget, fixed
+from .ir import (REQUANT_SLICE, Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, HostQuantize, MaxPool, Node, Requantize,
                  Reshape, conv_output_hw)
 
 __all__ = ["run_graph", "run_model", "OPS"]
@@ -20,14 +20,16 @@ __all__ = ["run_graph", "run_model", "OPS"]
 _EXACT_FLOAT = 2.0**53  # float64 sums of integers are exact below this
 
 
-def _dot(a: np.ndarray, b: np.ndarray, subscripts: str, terms: int) -> np.ndarray:
-    """Integer einsum summing `terms` products per output.
+def _exact_in_float(a: np.ndarray, b: np.ndarray, terms: int) -> bool:
+    """Whether sums of `terms` products of a and b stay below 2**53, where float64 integer
+    arithmetic is exact in any order."""
+    return float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * terms < _EXACT_FLOAT
 
-    Uses float64 (BLAS) when every partial sum stays below 2**53, where float64
-    integer arithmetic is exact in any order; int64 otherwise.
-    """
-    bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * terms
-    if bound < _EXACT_FLOAT:
+
+def _dot(a: np.ndarray, b: np.ndarray, subscripts: str, terms: int) -> np.ndarray:
+    """Integer einsum summing `terms` products per output: float64 (BLAS) where that is exact,
+    int64 otherwise."""
+    if _exact_in_float(a, b, terms):
         out = np.einsum(subscripts, a.astype(np.float64), b.astype(np.float64), optimize=True)
         return np.rint(out).astype(np.int64)
     return np.einsum(subscripts, a.astype(np.int64), b.astype(np.int64))
@@ -40,27 +42,49 @@ def _check_acc(node: Node, acc: np.ndarray) -> np.ndarray:
     return acc
 
 
-def _windows(x: np.ndarray, kernel, stride, dilation, pads, pad_value) -> np.ndarray:
-    """(B, H, W, C) -> (B, OH, OW, KH*KW, C): the window taps of every output position."""
+def _taps(x: np.ndarray, kernel, stride, dilation, pads, pad_value):
+    """(B, H, W, C) -> each window tap in turn: a (B, OH, OW, C) view of the padded input.
+
+    Windowed ops combine the taps one at a time, so memory grows with the output, not with
+    kernel size x output.
+    """
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     pt, pl, pb, pr = pads
     b, h, w, c = x.shape
     oh, ow = conv_output_hw((h, w), kernel, stride, dilation, pads)
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
-    taps = [xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
-            for i in range(kh) for j in range(kw)]
-    return np.stack(taps, axis=3)
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value) if any(pads) else x
+    for i in range(kh):
+        for j in range(kw):
+            yield xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
 
 
 def conv2d(node: Conv2d, x: np.ndarray, graph: Graph) -> np.ndarray:
     zp = graph.tensor(node.inputs[0]).zero_point  # padding is the real value 0
-    patches = _windows(x, node.kernel, node.stride, node.dilation, node.pads, zp)
-    b, oh, ow, taps, c = patches.shape
-    g = node.groups
-    cout = node.out_channels
-    patches = patches.reshape(b, oh, ow, taps, g, c // g)
-    w = node.weights.reshape(g, cout // g, taps, c // g)
-    acc = _dot(patches, w, "bxykgc,gokc->bxygo", taps * c // g).reshape(b, oh, ow, cout) + node.bias
+    g, cout = node.groups, node.out_channels
+    kh, kw = node.kernel
+    cg, og = x.shape[-1] // g, cout // g
+    w = node.weights.reshape(g, og, kh * kw, cg)
+    dtype = np.float64 if _exact_in_float(x, node.weights, kh * kw * cg) else np.int64
+    oh, ow = conv_output_hw(x.shape[1:3], node.kernel, node.stride, node.dilation, node.pads)
+    acc = np.zeros((x.shape[0], oh, ow, g, og), dtype=dtype)
+    part = np.empty_like(acc)
+    for k, tap in enumerate(_taps(x, node.kernel, node.stride, node.dilation, node.pads, zp)):
+        wk = w[:, :, k, :].astype(dtype)  # (groups, outputs per group, inputs per group)
+        if not wk.any():
+            continue
+        t = tap.astype(dtype).reshape(*tap.shape[:3], g, cg)
+        if g == 1:
+            np.matmul(t[..., 0, :], wk[0].T, out=part[..., 0, :])
+        elif cg == 1:  # depthwise: one input channel per group
+            np.multiply(t, wk[:, :, 0], out=part)
+        else:
+            part[...] = np.einsum("bxygc,goc->bxygo", t, wk)
+        acc += part
+    del part
+    if dtype is np.float64:
+        acc = np.rint(acc, out=acc).astype(np.int64)
+    acc = acc.reshape(*acc.shape[:3], cout)
+    acc += node.bias
     _check_acc(node, acc)
     return acc if node.requant is None else node.requant.apply(acc)
 
@@ -74,18 +98,23 @@ def dense(node: Dense, x: np.ndarray, graph: Graph) -> np.ndarray:
 
 def maxpool(node: MaxPool, x: np.ndarray, graph: Graph) -> np.ndarray:
     lowest = graph.tensor(node.inputs[0]).dtype.lo  # padding never wins
-    return _windows(x, node.kernel, node.stride, node.dilation, node.pads, lowest).max(axis=3)
+    out = None
+    for tap in _taps(x, node.kernel, node.stride, node.dilation, node.pads, lowest):
+        out = tap.copy() if out is None else np.maximum(out, tap, out=out)
+    return out
 
 
 def avgpool(node: AvgPool, x: np.ndarray, graph: Graph) -> np.ndarray:
     zp = graph.tensor(node.inputs[0]).zero_point
-    acc = _windows(x - zp, node.kernel, node.stride, (1, 1), node.pads, 0).sum(axis=3)
+    acc = None
+    for tap in _taps(x, node.kernel, node.stride, (1, 1), node.pads, zp):
+        acc = tap - zp if acc is None else acc.__iadd__(tap - zp)
     _check_acc(node, acc)
     if node.count_include_pad:
         counts = np.full(acc.shape[1:3], node.kernel[0] * node.kernel[1])
     else:
         ones = np.ones((1, *x.shape[1:3], 1), dtype=np.int64)
-        counts = _windows(ones, node.kernel, node.stride, (1, 1), node.pads, 0).sum(axis=3)[0, :, :, 0]
+        counts = sum(_taps(ones, node.kernel, node.stride, (1, 1), node.pads, 0))[0, :, :, 0]
     out = np.empty_like(acc)
     for count, requant in node.requants.items():
         at = counts == count
@@ -132,11 +161,48 @@ OPS = {
 }
 
 
+def sample_bytes(graph: Graph) -> int:
+    """Estimated peak memory of `run_graph` per sample: the tensors alive at each node (int64)
+    plus the node's temporaries (float64 copies of its operands and result, and the
+    requantization's temporaries of one slice), at the worst node."""
+    last_use = {name: len(graph.nodes) for name in graph.outputs}
+    for k, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last_use[name] = max(last_use.get(name, 0), k)
+    alive = {name: graph.tensor(name).size for name in graph.inputs}
+    peak = sum(alive.values())
+    for k, node in enumerate(graph.nodes):
+        ins = sum(graph.tensor(n).size for n in node.inputs)
+        out = graph.tensor(node.output).size
+        peak = max(peak, sum(alive.values()) + out + 2 * (ins + out) + 8 * min(out, REQUANT_SLICE))
+        alive[node.output] = out
+        alive = {name: size for name, size in alive.items() if last_use.get(name, -1) > k}
+    return 8 * peak
+
+
 def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], *, keep_all: bool = False) -> dict[str, np.ndarray]:
     """Run the integer core. `inputs` maps IR input names to (B, *shape) integer arrays.
 
-    Returns the graph outputs (every tensor with keep_all=True), each int64 (B, *shape).
+    Returns the graph outputs (every tensor with keep_all=True), each int64 (B, *shape). A batch
+    larger than the memory budget allows at once runs in chunks of samples.
     """
+    batch = len(next(iter(inputs.values()))) if inputs else 1
+    kept_names = list(graph.tensors) if keep_all else list(dict.fromkeys(graph.outputs))
+    per_sample = sample_bytes(graph) + (8 * sum(graph.tensor(n).size for n in kept_names) if keep_all else 0)
+    if per_sample * batch <= budget.limit():
+        return _run_samples(graph, inputs, keep_all)
+    kept = 8 * sum(graph.tensor(n).size for n in kept_names)  # per sample, held for the whole batch
+    budget.require(kept * batch + per_sample, f"running the golden model of {graph.name!r} on {batch} sample(s)")
+    chunk = max(1, (budget.limit() - kept * batch) // per_sample)
+    results = {name: np.empty((batch, *graph.tensor(name).shape), dtype=np.int64) for name in kept_names}
+    for i in range(0, batch, chunk):
+        part = _run_samples(graph, {n: x[i:i + chunk] for n, x in inputs.items()}, keep_all)
+        for name in kept_names:
+            results[name][i:i + chunk] = part[name]
+    return results
+
+
+def _run_samples(graph: Graph, inputs: Mapping[str, np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
     env: dict[str, np.ndarray] = {}
     for name in graph.inputs:
         t = graph.tensor(name)
@@ -146,7 +212,11 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], *, keep_all: bool 
         if not t.dtype.contains(x):
             raise ValueError(f"input {name!r}: values outside {t.dtype}")
         env[name] = x.astype(np.int64)
-    for node in graph.nodes:
+    last_use = {name: len(graph.nodes) for name in graph.outputs}
+    for k, node in enumerate(graph.nodes):
+        for name in node.inputs:
+            last_use[name] = max(last_use.get(name, 0), k)
+    for k, node in enumerate(graph.nodes):
         args = [env[i] for i in node.inputs]
         out = OPS[type(node)](node, *args, graph=graph)
         t = graph.tensor(node.output)
@@ -154,6 +224,11 @@ def run_graph(graph: Graph, inputs: Mapping[str, np.ndarray], *, keep_all: bool 
             raise AssertionError(f"node {node.name!r} ({node.op}): result {out.shape[1:]} "
                                  f"[{out.min()}, {out.max()}] does not fit {t}")
         env[node.output] = out
+        del args
+        if not keep_all:  # free what no later node reads
+            for name in node.inputs:
+                if last_use.get(name, -1) <= k:
+                    env.pop(name, None)
     return env if keep_all else {name: env[name] for name in graph.outputs}
 
 
@@ -208,6 +283,10 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], *, core=None) -> di
         if batch not in (None, n):
             raise ValueError(f"inputs have different batch sizes ({batch} and {n})")
         batch = n
+    ends = sum(graph.tensor(p.tensor).size for p in (*graph.input_ports, *graph.output_ports))
+    budget.require(16 * ends * (batch or 1), f"holding the inputs and outputs of {batch} sample(s)")
+    for port in graph.input_ports:
+        x = np.asarray(feeds[port.onnx_name])
         if port.quantize is not None:
             x = _quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
         core_inputs[port.tensor] = port.layout.to_ir(np.asarray(x))

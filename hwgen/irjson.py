@@ -127,4 +127,11 @@ def from_json(d: dict) -> Graph:
 
 
 def load(path: Path) -> Graph:
-    return from_json(json.loads(Path(path).read_text()))
+    """A compile output's IR, verified (a damaged file is one line naming it)."""
+    from .ir import verify
+    from .outdir import read_json, reading
+
+    data = read_json(path)
+    with reading(path):
+        graph = from_json(data)
+    return verify(graph)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .errors import InvalidOptionError
 
-__all__ = ["MARKER", "OutputDir", "write_file", "update_files", "is_output"]
+__all__ = ["MARKER", "OutputDir", "write_file", "update_files", "is_output", "reading", "read_json"]
 
 MARKER = ".hwgen-output.json"
 MARKER_FORMAT = "hwgen-output/1"
@@ -272,3 +272,20 @@ def write_file(path: str | Path, data: bytes | str, *, what: str = "file") -> No
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def reading(path: str | Path) -> Iterator[None]:
+    """Reading a file of an earlier output: anything malformed about it is one line naming it."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+        raise InvalidOptionError(f"{path}: damaged, or written by another version of hwgen ({detail}); "
+                                 "compile again") from None
+
+
+def read_json(path: str | Path):
+    """A JSON file of an earlier output (one-line errors when it is not JSON)."""
+    with reading(path):
+        return json.loads(Path(path).read_text())

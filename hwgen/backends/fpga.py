@@ -36,7 +36,7 @@ from ..fpga.manifest import load_plan, manifest
 from ..fpga.plan import Plan, make_plan
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
 from ..ir import Graph
-from ..outdir import update_files
+from ..outdir import read_json, reading, update_files
 from ..render import render
 
 __all__ = ["add_arguments", "emit", "run_core", "register_commands", "describe", "load_output", "build_accelerator"]
@@ -150,12 +150,9 @@ def load_output(root: str | Path, *, trace: bool = False, progress=None) -> Outp
     manifest_file = root / "fpga" / "manifest.json"
     if not manifest_file.is_file():
         raise InvalidOptionError(f"{root}: no fpga/manifest.json (compile with --target fpga)")
-    data = json.loads(manifest_file.read_text())
-    try:
+    data = read_json(manifest_file)
+    with reading(manifest_file):
         plan = load_plan(data)
-    except (ValueError, KeyError) as exc:
-        raise InvalidOptionError(f"{manifest_file}: written by another version of hwgen ({exc}); compile again") \
-            from None
     return Output(root, irjson.load(root / "ir.json"), plan, data, trace, progress)
 
 
@@ -270,7 +267,7 @@ def register_commands(subparsers) -> None:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
-    from ..cli import load_inputs  # the cli imports this module
+    from ..arrays import load_inputs
 
     if not 0.0 <= args.stall < 1.0:
         raise InvalidOptionError(f"--stall must be in [0, 1), not {args.stall}")
@@ -300,7 +297,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         return 1
     print(f"hwgen: sim: {samples} inference(s) equal to the golden model, bit for bit", file=sys.stderr)
     if args.stall == 0.0 and args.trace is None:
-        report = report_from_json(json.loads((out.fpga / "report.json").read_text()))
+        with reading(out.fpga / "report.json"):
+            report = report_from_json(read_json(out.fpga / "report.json"))
         measured, counters, _ = measure(graph, out.accelerator, inputs[graph.inputs[0]])
         update_files(out.root, {f"fpga/{name}": text.encode()
                                 for name, text in _report_files(report.with_measurement(measured, counters)).items()})
@@ -312,8 +310,10 @@ def describe(out_dir: str | Path) -> str | None:
     path = Path(out_dir) / "fpga" / "report.json"
     if not path.is_file():
         return None
-    text = report_from_json(json.loads(path.read_text())).to_text()
+    with reading(path):
+        text = report_from_json(read_json(path)).to_text()
     resources = path.parent / "resources.json"
     if resources.is_file():
-        text += "\n" + resources_text(json.loads(resources.read_text()))
+        with reading(resources):
+            text += "\n" + resources_text(read_json(resources))
     return text

@@ -24,6 +24,14 @@ def _pair(node: onnx.NodeProto, name: str, default: int) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
+def check_kernel_shape(node: onnx.NodeProto, weight_kernel) -> None:
+    """A Conv's optional kernel_shape must be its weights' (ONNX infers it from them)."""
+    declared = attribute(node, "kernel_shape", None)
+    if declared is not None and tuple(int(k) for k in declared) != tuple(int(k) for k in weight_kernel):
+        raise UnsupportedModelError(f"attribute kernel_shape={list(declared)} contradicts the weights' "
+                                    f"{'x'.join(map(str, weight_kernel))} kernel", node=node.name, op=node.op_type)
+
+
 def _auto_pads(node, mode: str, in_hw, kernel, stride, dilation) -> tuple[int, int, int, int]:
     if mode == "VALID":
         return (0, 0, 0, 0)

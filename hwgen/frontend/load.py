@@ -34,11 +34,39 @@ def load_model(path: str | Path) -> onnx.ModelProto:
         raise ModelLoadError(f"{path}: not an ONNX model (protobuf parse failed: {exc})") from None
     if not model.HasField("graph") or not model.graph.node and not model.graph.output:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph)")
+    _check_strings(model, str(path))
     return check_model(model, str(path))
+
+
+def _check_strings(message, where: str) -> None:
+    """Every string field is UTF-8. (Protobuf checks only when a string is read, and then raises or
+    hands back bytes, deep inside a compile or the ONNX checker.)"""
+    try:
+        for field, value in message.ListFields():
+            items = value if field.is_repeated else (value,)
+            if field.type == field.TYPE_MESSAGE:
+                for item in items:
+                    _check_strings(item, where)
+            elif field.type == field.TYPE_STRING and any(not isinstance(item, str) for item in items):
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, f"in field {field.name!r}")
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"{where}: not an ONNX model (a name or string is not UTF-8: {exc.reason})") from None
+
+
+def _check_graph_interface(model: onnx.ModelProto, where: str) -> None:
+    """What the ONNX checker lets through but no compile can use."""
+    if not model.graph.output:
+        raise ModelLoadError(f"{where}: the graph has no outputs: nothing to compute")
+    newest = onnx.defs.onnx_opset_version()
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > newest:
+            raise ModelLoadError(f"{where}: opset {opset.version} is newer than any this hwgen knows (ONNX "
+                                 f"{onnx.__version__} defines up to {newest})")
 
 
 def check_model(model: onnx.ModelProto, where: str = "model") -> onnx.ModelProto:
     """onnx.checker, then static shapes, then onnx shape inference."""
+    _check_graph_interface(model, where)
     try:  # graph outputs declared without a shape get one first (the checker demands it)
         model = onnx.shape_inference.infer_shapes(model)
     except (onnx.shape_inference.InferenceError, RuntimeError):

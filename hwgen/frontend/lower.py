@@ -84,6 +84,19 @@ class Act:
         return np.arange(n).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
 
 
+def check_scales(scale, node: str, op: str, what: str = "scale") -> np.ndarray:
+    """The scales as float64, each checked to be positive and finite (a zero, negative, NaN or
+    infinite scale has no integer form)."""
+    a = np.asarray(scale, dtype=np.float64)
+    good = np.isfinite(a) & (a > 0)
+    if a.size == 0 or not good.all():
+        bad = a[~good].reshape(-1)
+        shown = f"{float(bad[0])!r}" if bad.size else "missing"
+        raise UnsupportedModelError(f"{what} must be positive and finite, not {shown}"
+                                    + (f" ({bad.size} of {a.size} values)" if a.size > 1 else ""), node=node, op=op)
+    return a
+
+
 def ir_shape_of(onnx_shape: tuple[int, ...], what: str) -> tuple[tuple[int, ...], tuple[int, int, int] | None]:
     """IR sample shape and chw for an ONNX activation shape (leading 1 = batch)."""
     if len(onnx_shape) == 4:

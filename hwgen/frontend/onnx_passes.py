@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 from ..errors import UnsupportedModelError
 from ..ir import HostTail
 from .graph import InputQuant, OnnxGraph, attribute
+from .lower import check_scales
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ def _merge_same_quantizers(graph: OnnxGraph, name: str, consumers: list[onnx.Nod
 def _strip_quantize_linear(graph: OnnxGraph, name: str, consumers: list[onnx.NodeProto]) -> None:
     first = _merge_same_quantizers(graph, name, consumers)
     scale = graph.initializers[first.input[1]]
+    check_scales(scale, first.name, first.op_type, f"the scale of input {name!r}")
     zp = graph.initializers[first.input[2]] if len(first.input) > 2 and first.input[2] else None
     if zp is None:  # QuantizeLinear's output type then is output_dtype, or uint8
         out_type = attribute(first, "output_dtype", onnx.TensorProto.UINT8) or onnx.TensorProto.UINT8

@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 
 from ..fixed import IntType, type_for_range
-from .attrs import pool_geometry, window_geometry
+from .attrs import check_kernel_shape, pool_geometry, window_geometry
 from .graph import attribute
 from .importer import Importer
-from .lower import Act, OutQuant, ir_shape_of
+from .lower import Act, OutQuant, check_scales, ir_shape_of
 from .values import Const, Deq, Pending, QConst
 
 
@@ -42,7 +42,7 @@ def dequantize_linear(ctx: Importer, node: onnx.NodeProto) -> None:
         values = ctx.const(node, 0)
         if values.dtype.kind not in "iu":
             ctx.fail(node, f"dequantizes {values.dtype} values; hwgen needs integer weights")
-        scale = ctx.const(node, 1).astype(np.float64)
+        scale = check_scales(ctx.const(node, 1), node.name, node.op_type, "weight scale")
         zp = ctx.const(node, 2, np.zeros(1, dtype=np.int64)).astype(np.int64)
         if scale.ndim > 1:
             ctx.fail(node, "blocked quantization of weights is not supported")
@@ -54,6 +54,7 @@ def dequantize_linear(ctx: Importer, node: onnx.NodeProto) -> None:
     zp = ctx.const(node, 2, np.zeros(1, dtype=np.int64))
     if scale.size != 1 or zp.size != 1:
         ctx.fail(node, "activations must be quantized per tensor (one scale, one zero point)")
+    check_scales(scale, node.name, node.op_type)
     act = ctx.bind(node, act, float(scale.reshape(())), int(zp.reshape(())))
     ctx.values[node.input[0]] = act
     ctx.set(node, Deq(act, float(scale.reshape(()))))
@@ -144,6 +145,7 @@ def conv(ctx: Importer, node: onnx.NodeProto) -> None:
     w = ctx.weights(node, 1)
     if w.values.ndim != 4 or len(x.act.onnx_shape) != 4:
         ctx.fail(node, "hwgen handles 2-D convolution (NCHW input, OIHW weights) only")
+    check_kernel_shape(node, w.values.shape[2:])
     w_scale, w_zp = _per_output(ctx, node, w, 0, w.values.shape[0])
     bias, bias_scale = _bias(ctx, node, 2)
     h, wd, _ = x.act.tensor.shape

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .attrs import pool_geometry, window_geometry
+from .attrs import check_kernel_shape, pool_geometry, window_geometry
 from .graph import attribute
 from .importer import Importer
-from .lower import Act, OutQuant
+from .lower import Act, OutQuant, check_scales
 from .qdq import _out_quant
 from .values import Const
 
@@ -21,7 +21,8 @@ from .values import Const
 def _input(ctx: Importer, node: onnx.NodeProto, x_idx: int, scale_idx: int | None, zp_idx: int) -> tuple[Act, float]:
     """An integer input with its (checked or newly bound) scale and zero point."""
     x = ctx.act(node, x_idx)
-    scale = float(ctx.scalar(node, scale_idx)) if scale_idx is not None else 1.0
+    scale = float(check_scales(ctx.scalar(node, scale_idx), node.name, node.op_type, f"scale {node.input[scale_idx]!r}")
+                  ) if scale_idx is not None else 1.0
     zp = ctx.scalar(node, zp_idx, 0)
     zp_array = ctx.const(node, zp_idx)
     if zp_array is not None and zp_array.dtype != x.tensor.dtype.numpy_dtype():
@@ -42,6 +43,8 @@ def _per_channel(ctx: Importer, node: onnx.NodeProto, idx: int | None, channels:
         return np.full(channels, default)
     if a.size not in (1, channels):
         ctx.fail(node, f"{node.input[idx]!r} has {a.size} values for {channels} output channels")
+    if a.dtype.kind == "f":  # a scale
+        check_scales(a, node.name, node.op_type, f"scale {node.input[idx]!r}")
     return np.broadcast_to(a.reshape(-1), (channels,))
 
 
@@ -51,6 +54,7 @@ def _conv(ctx: Importer, node: onnx.NodeProto, *, x_idx, x_scale_idx, x_zp_idx, 
     w = _weights(ctx, node, w_idx)
     if w.ndim != 4 or len(x.onnx_shape) != 4:
         ctx.fail(node, "hwgen handles 2-D convolution (NCHW input, OIHW weights) only")
+    check_kernel_shape(node, w.shape[2:])
     cout = w.shape[0]
     w_scale = _per_channel(ctx, node, w_scale_idx, cout, 1.0).astype(np.float64)
     w_zp = _per_channel(ctx, node, w_zp_idx, cout, 0).astype(np.int64)

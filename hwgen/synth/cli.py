@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import InvalidOptionError
-from ..outdir import OutputDir
+from ..outdir import OutputDir, read_json, reading
 from .devices import DEVICES
 from .flow import PLACERS, ROUTERS, SEED, synthesize
 from .harness import StreamPorts, stream_ports
@@ -48,7 +48,7 @@ def find_accelerator(out: Path) -> Accelerator:
                                  "first, or pass a Verilog file with --top")
     manifest = fpga / "manifest.json"
     if manifest.is_file():
-        data = json.loads(manifest.read_text())
+        data = read_json(manifest)
         try:
             top = data["top"]
             if "ports" in data:
@@ -168,7 +168,8 @@ def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
     interval = compiled.plan.interval
     cycles = compiled.fpga / "report.json"
     if cycles.is_file():
-        measured = report_from_json(json.loads(cycles.read_text())).measured
+        with reading(cycles):
+            measured = report_from_json(read_json(cycles)).measured
         if measured is not None and measured.interval is not None:
             interval = round(measured.interval)
     return replace(report, estimate={"logic": est.logic, "ff": est.ff, "dsp": est.dsp, "bram": est.bram},

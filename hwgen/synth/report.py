@@ -356,7 +356,10 @@ class SynthReport:
 
     @classmethod
     def read(cls, path: Path) -> SynthReport:
-        return cls.from_json(json.loads(Path(path).read_text()))
+        from ..outdir import read_json, reading
+
+        with reading(path):
+            return cls.from_json(read_json(path))
 
     def to_text(self) -> str:
         """A few lines for the terminal."""
