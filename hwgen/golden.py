@@ -288,7 +288,7 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], *, core=None) -> di
     for port in graph.input_ports:
         x = np.asarray(feeds[port.onnx_name])
         if port.quantize is not None:
-            x = _quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
+            x = quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
         core_inputs[port.tensor] = port.layout.to_ir(np.asarray(x))
     results = run_graph(graph, core_inputs) if core is None else core(core_inputs)
     outputs = {}
@@ -299,7 +299,7 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], *, core=None) -> di
     return {name: outputs[name] for name in graph.model_outputs}
 
 
-def _quantize_host(x: np.ndarray, quant: HostQuantize, dtype: fixed.IntType) -> np.ndarray:
+def quantize_host(x: np.ndarray, quant: HostQuantize, dtype: fixed.IntType) -> np.ndarray:
     """QuantizeLinear in ONNX layout: per tensor, per axis or per block."""
     scale = np.asarray(quant.scale, dtype=np.float32).reshape(quant.shape)
     zp = np.asarray(quant.zero_point, dtype=np.int64).reshape(quant.shape)

@@ -18,9 +18,9 @@ import onnx
 
 from . import fixed, golden
 from .compiler import Compiled
-from .ir import Reshape, Tensor
+from .ir import Graph, Reshape, Tensor
 
-__all__ = ["Agreement", "agreement", "ort_tensors"]
+__all__ = ["Agreement", "agreement", "ort_tensors", "to_ir", "core_inputs"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _with_outputs(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto
     return out
 
 
-def _to_ir(value: np.ndarray, tensor: Tensor) -> np.ndarray:
+def to_ir(value: np.ndarray, tensor: Tensor) -> np.ndarray:
     """An ONNX activation (NCHW, batch first) in IR layout (B, *shape), as the IR tensor's integers.
 
     An IR tensor may carry the name of a float ONNX tensor that is exactly a dequantized integer
@@ -82,18 +82,24 @@ def _to_ir(value: np.ndarray, tensor: Tensor) -> np.ndarray:
     return value.reshape((len(value), *tensor.shape)).astype(np.int64)
 
 
+def core_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The integer core's inputs for ONNX feeds (host quantization and layout applied)."""
+    core = {}
+    for port in graph.input_ports:
+        x = feeds[port.onnx_name]
+        q = x if port.quantize is None else golden.quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
+        core[port.tensor] = port.layout.to_ir(q)
+    return core
+
+
 def agreement(compiled: Compiled, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> Agreement:
     """Golden model against onnxruntime on `feeds` (ONNX inputs, batch first), end to end and per layer."""
     graph, imported = compiled.graph, compiled.imported
-    core_inputs = {}
-    for port in graph.input_ports:
-        x = feeds[port.onnx_name]
-        q = x if port.quantize is None else golden._quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
-        core_inputs[port.tensor] = port.layout.to_ir(q)
-    batch = len(next(iter(core_inputs.values())))
-    ours = golden.run_graph(graph, core_inputs)
+    core = core_inputs(graph, feeds)
+    batch = len(next(iter(core.values())))
+    ours = golden.run_graph(graph, core)
     theirs = ort_tensors(model, feeds, [n.output for n in imported.nodes] + list(imported.inputs))
-    end = np.concatenate([(ours[t].reshape(batch, -1) - _to_ir(theirs[t], graph.tensor(t)).reshape(batch, -1))
+    end = np.concatenate([(ours[t].reshape(batch, -1) - to_ir(theirs[t], graph.tensor(t)).reshape(batch, -1))
                           for t in graph.outputs if t in theirs], axis=1)
 
     def ort_ir(name: str) -> np.ndarray:
@@ -101,12 +107,12 @@ def agreement(compiled: Compiled, model: onnx.ModelProto, feeds: dict[str, np.nd
         producer = imported.producer(name)
         if isinstance(producer, Reshape):
             return ort_ir(producer.inputs[0]).reshape((batch, *imported.tensor(name).shape))
-        if name in core_inputs and name not in theirs:
-            return core_inputs[name]
-        return _to_ir(theirs[name], imported.tensor(name))
+        if name in core and name not in theirs:
+            return core[name]
+        return to_ir(theirs[name], imported.tensor(name))
 
     found = Agreement(end.size, int(np.abs(end).max(initial=0)), int(np.count_nonzero(end)), 0, 0, 0)
-    available = set(theirs) | set(core_inputs)
+    available = set(theirs) | set(core)
     for node in imported.nodes:
         if isinstance(node, Reshape) or node.output not in theirs or not all(i in available for i in node.inputs):
             continue

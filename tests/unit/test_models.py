@@ -133,9 +133,9 @@ def test_brevitas_models_recover_brevitas_own_accumulators(name, form):
     data = np.load(BREVITAS / f"brevitas_{name}_torch_logits.npz")
     graph = compile_model(BREVITAS / f"brevitas_{name}_{form}.onnx").graph
     port = graph.input_ports[0]
-    from hwgen.golden import _quantize_host, run_graph
+    from hwgen.golden import quantize_host, run_graph
 
-    x = port.layout.to_ir(_quantize_host(data["X"], port.quantize, graph.tensor(port.tensor).dtype))
+    x = port.layout.to_ir(quantize_host(data["X"], port.quantize, graph.tensor(port.tensor).dtype))
     acc = run_graph(graph, {port.tensor: x})[graph.outputs[0]]
     scale = onnx.numpy_helper.to_array(next(i for i in onnx.load_model_from_string(graph.tail.model).graph.initializer
                                             if i.name.endswith("_scale")))
