@@ -118,20 +118,20 @@ class Importer:
     # -- the walk -----------------------------------------------------------------------
 
     def run(self) -> Graph:
-        from .handlers import DOMAINS, HANDLERS, REFUSALS
+        from .handlers import HANDLERS, REFUSALS, domain, supported
 
         for node in self.g.nodes:  # ops refused outright explain the model's problem best
-            if node.op_type in REFUSALS:
-                REFUSALS[node.op_type](self, node)
+            if (domain(node), node.op_type) in REFUSALS:
+                REFUSALS[domain(node), node.op_type](self, node)
         for name, array in self.g.initializers.items():
             self.values[name] = Const(array)
         input_ports = [self._input(name) for name in self.g.inputs]
         for node in self.g.nodes:
-            known = {**HANDLERS, **REFUSALS}
-            handler = known.get(node.op_type) if node.domain in DOMAINS else None
+            key = (domain(node), node.op_type)
+            handler = HANDLERS.get(key) or REFUSALS.get(key)
             if handler is None:
                 self.fail(node, f"unsupported op{'' if not node.domain else f' (domain {node.domain})'}; "
-                                f"hwgen supports {', '.join(sorted(HANDLERS))}")
+                                f"hwgen supports {supported()}")
             handler(self, node)
         output_ports = [self._output(name) for name in self.g.outputs]
         b = self.builder

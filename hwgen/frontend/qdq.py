@@ -84,7 +84,8 @@ def _clamp(ctx: Importer, node: onnx.NodeProto, lo: float, hi: float) -> None:
     v = ctx.value(node, 0)
     if isinstance(v, Act):  # Clip of a QuantizeLinear's integers (QCDQ): a narrower integer type
         t = v.tensor
-        lo, hi = max(t.dtype.lo, math.ceil(lo)), min(t.dtype.hi, math.floor(hi))
+        lo = t.dtype.lo if lo == -math.inf else max(t.dtype.lo, math.ceil(lo))
+        hi = t.dtype.hi if hi == math.inf else min(t.dtype.hi, math.floor(hi))
         if lo > hi:
             ctx.fail(node, f"clips to the empty range [{lo}, {hi}]")
         narrow = type_for_range(min(lo, t.zero_point), max(hi, t.zero_point))

@@ -159,6 +159,10 @@ HANDLERS = {
     "ConvInteger": conv_integer,
     "QLinearMatMul": qlinear_matmul,
     "MatMulInteger": matmul_integer,
+}
+
+#: onnxruntime's contrib ops (domain com.microsoft) that QOperator graphs use.
+MICROSOFT_HANDLERS = {
     "QGemm": qgemm,
     "QLinearAdd": qlinear_add,
     "QLinearGlobalAveragePool": qlinear_global_average_pool,

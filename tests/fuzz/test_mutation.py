@@ -3,7 +3,7 @@ attribute values, shapes, op types and initializers, names from a hostile alphab
 or rewired) and runs them through `hwgen compile`, `report` and `run`.
 
 Whatever the model, hwgen ends with exit code 0, or 2 and one error line: never a traceback, never
-an 'internal error', never a hang, and a failed compile writes nothing. CI runs a few hundred
+an 'internal error', never a hang, and a failed compile writes nothing. CI runs 500
 mutations (derandomized); `-m fuzz` runs thousands with fresh seeds.
 """
 
@@ -222,7 +222,7 @@ COMMANDS = st.sampled_from(["compile", "compile", "compile rvv", "report", "repo
 QUIET = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large]
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=QUIET)
+@settings(max_examples=500, deadline=None, derandomize=True, database=None, suppress_health_check=QUIET)
 @given(mutated_models(), COMMANDS)
 def test_mutated_models_end_in_one_line_or_success(capsys, mutated, command):
     check_one(capsys, mutated.base, mutated.data, command, mutated.what)

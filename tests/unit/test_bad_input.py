@@ -262,6 +262,8 @@ BAD_MODELS = {
     "int4 weights": (tiny(_int4_weights), r"int4|INT4|type|inference|checker"),
     "identity only": (_identity_model, r"no integer operations"),
     "a name that is not UTF-8": (_not_utf8, r"not UTF-8"),
+    "Relu of another domain": (tiny(lambda m: setattr(_node(m, "/conv1/Conv"), "domain", "com.microsoft")),
+                               r"unsupported op \(domain com\.microsoft\)"),
 }
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from onnx import TensorProto, helper
 
 from hwgen.frontend import import_onnx
 from hwgen.golden import run_model
@@ -220,3 +221,16 @@ def test_pool_any_geometry_matches_onnxruntime(op, kh, kw, stride, pad, ceil, in
     model = b.model([("x", [1, 2, size, size + 1])], y)
     x = np.random.default_rng(seed).uniform(-2, 2, size=(1, 2, size, size + 1)).astype(np.float32)
     _compare_float(model, x, max_lsb=0 if op == "MaxPool" else 1)
+
+
+def test_relu_of_an_integer_tensor_clamps_the_integers():
+    """Found by the mutation fuzzer: Relu straight on int8 values (opset 14) crashed on its open top."""
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 3, 4, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
+    graph_ir = verify(run_passes(import_onnx(model)))
+    x = np.random.default_rng(0).integers(-128, 128, size=(5, 1, 3, 4, 4), dtype=np.int8)
+    ours = np.stack([run_model(graph_ir, {"x": s})["y"] for s in x])
+    theirs = np.stack([ort_run(model, {"x": s}, batched=False)[0] for s in x])
+    assert np.array_equal(ours, theirs) and ours.min() == 0
