@@ -15,6 +15,9 @@ def _pair(node: onnx.NodeProto, name: str, default: int) -> tuple[int, int]:
     value = attribute(node, name, None)
     if value is None:
         return (default, default)
+    if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+        raise UnsupportedModelError(f"attribute {name}={value!r} must be a list of integers", node=node.name,
+                                    op=node.op_type)
     if len(value) != 2:
         raise UnsupportedModelError(f"attribute {name}={list(value)}: hwgen handles 2-D ops only",
                                     node=node.name, op=node.op_type)
@@ -26,8 +29,8 @@ def _pair(node: onnx.NodeProto, name: str, default: int) -> tuple[int, int]:
 
 def check_kernel_shape(node: onnx.NodeProto, weight_kernel) -> None:
     """A Conv's optional kernel_shape must be its weights' (ONNX infers it from them)."""
-    declared = attribute(node, "kernel_shape", None)
-    if declared is not None and tuple(int(k) for k in declared) != tuple(int(k) for k in weight_kernel):
+    declared = attribute(node, "kernel_shape", [])
+    if declared and tuple(declared) != tuple(int(k) for k in weight_kernel):
         raise UnsupportedModelError(f"attribute kernel_shape={list(declared)} contradicts the weights' "
                                     f"{'x'.join(map(str, weight_kernel))} kernel", node=node.name, op=node.op_type)
 
@@ -49,12 +52,11 @@ def window_geometry(node: onnx.NodeProto, in_hw, kernel) -> tuple[tuple, tuple, 
     """(stride, dilation, pads as top, left, bottom, right) of a Conv or pool."""
     stride = _pair(node, "strides", 1)
     dilation = _pair(node, "dilations", 1)
-    mode = attribute(node, "auto_pad", b"NOTSET")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = attribute(node, "auto_pad", "NOTSET")
     if mode in ("SAME_UPPER", "SAME_LOWER", "VALID"):
         pads = _auto_pads(node, mode, in_hw, kernel, stride, dilation)
     elif mode == "NOTSET":
-        pads = tuple(int(p) for p in attribute(node, "pads", [0, 0, 0, 0]))
+        pads = tuple(attribute(node, "pads", [0, 0, 0, 0]))
         if len(pads) != 4:
             raise UnsupportedModelError(f"pads={list(pads)}: hwgen handles 2-D ops only", node=node.name,
                                         op=node.op_type)

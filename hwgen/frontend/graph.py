@@ -127,8 +127,28 @@ class OnnxGraph:
         return out
 
 
+#: What an attribute must be, by the type of its default: (accepted Python types, in words).
+_KINDS = {int: ((int,), "an integer"), float: ((int, float), "a number"), str: ((str,), "text"),
+          list: ((list,), "a list")}
+
+
 def attribute(node: onnx.NodeProto, name: str, default=None):
+    """The attribute's value (text as str), or `default` when the node has none. With a default,
+    the value must be of its kind (an integer, a number, text, a list), else one clear error."""
     for attr in node.attribute:
-        if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
+        if attr.name != name:
+            continue
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UnsupportedModelError(f"attribute {name} is not UTF-8 text", node=node.name,
+                                            op=node.op_type) from None
+        if default is not None:
+            types, words = _KINDS[type(default)]
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise UnsupportedModelError(f"attribute {name} must be {words}, not {value!r}", node=node.name,
+                                            op=node.op_type)
+        return value
     return default

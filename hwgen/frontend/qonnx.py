@@ -51,8 +51,8 @@ def quant_spec(node: onnx.NodeProto, const) -> QuantSpec:
     if any(p is None for p in params):
         fail("scale, zero point and bit width must be constants")
     scale, zero_point, bits = (np.asarray(p, dtype=np.float64) for p in params)
-    mode = attribute(node, "rounding_mode", b"ROUND")
-    if (mode.decode() if isinstance(mode, bytes) else mode) != "ROUND":
+    mode = attribute(node, "rounding_mode", "ROUND")
+    if mode != "ROUND":
         fail(f"rounding_mode {mode!r}: hwgen supports ROUND (ties to even)")
     if bits.size != 1 or bits.item() != int(bits.item()) or not 1 <= bits.item() <= 32:
         fail(f"bit width {bits.reshape(-1)[:4].tolist()} must be one integer from 1 to 32")

@@ -262,6 +262,10 @@ BAD_MODELS = {
     "int4 weights": (tiny(_int4_weights), r"int4|INT4|type|inference|checker"),
     "identity only": (_identity_model, r"no integer operations"),
     "a name that is not UTF-8": (_not_utf8, r"not UTF-8"),
+    "a text attribute that is not UTF-8": (tiny(lambda m: _set_attr(m, "/conv1/Conv", "auto_pad", b"\xd2SAME")),
+                                          r"not UTF-8"),
+    "an attribute of the wrong kind": (tiny(lambda m: _set_attr(m, "/Flatten", "axis", [1, 2])),
+                                       r"axis|checker|inference"),
     "Relu of another domain": (tiny(lambda m: setattr(_node(m, "/conv1/Conv"), "domain", "com.microsoft")),
                                r"unsupported op \(domain com\.microsoft\)"),
 }
