@@ -51,8 +51,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hwgen.devices import DEVICES, Family  # noqa: E402
 from hwgen.fpga import resources  # noqa: E402
-from hwgen.synth.devices import DEVICES, Family  # noqa: E402
 from hwgen.synth.report import Resources, yosys_resources  # noqa: E402
 from hwgen.synth.tools import run_tool  # noqa: E402
 
@@ -62,19 +62,20 @@ OUT_PATH = ROOT / "hwgen" / "fpga" / "calibration.py"
 MODELS = ROOT / "examples" / "models" / "digits"
 FAMILIES = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k"}
 # Fitted in this order; a kind with no unit in the design set takes the coefficients of its stand-in.
-KINDS = ("engine", "window", "maxpool", "gap", "add", "glue", "avgpool", "requantize", "concat")
+KINDS = ("engine", "window", "maxpool", "global_avgpool", "add", "glue", "avgpool", "requantize", "concat")
 # The features resources.unit_features gives each kind.
 KIND_FEATURES = {
     "engine": ("const", "contexts", "lut_lane_bits", "csd_bits", "adder_bits", "product_bits", "operand_mux_bits",
                "requant_bits", "drain_bits", "port_bits", "fold_bits"),
     "window": ("const", "address_bits", "lane_bits"),
     "maxpool": ("const", "lane_bits"), "concat": ("const", "lane_bits"),
-    "avgpool": ("const", "lane_bits", "requant_bits"), "gap": ("const", "lane_bits", "requant_bits"),
+    "avgpool": ("const", "lane_bits", "requant_bits"), "global_avgpool": ("const", "lane_bits", "requant_bits"),
     "add": ("const", "lane_bits", "requant_bits"), "requantize": ("const", "lane_bits", "requant_bits"),
     "glue": ("const", "convert_bits", "fork_bits", "counter_bits"),
 }
-ORDER = ("engine", "window", "maxpool", "avgpool", "gap", "add", "requantize", "concat", "glue")
-STAND_IN = {"avgpool": "gap", "requantize": "add", "concat": "maxpool", "gap": "add", "add": "gap"}
+ORDER = ("engine", "window", "maxpool", "avgpool", "global_avgpool", "add", "requantize", "concat", "glue")
+STAND_IN = {"avgpool": "global_avgpool", "requantize": "add", "concat": "maxpool", "global_avgpool": "add",
+            "add": "global_avgpool"}
 
 DENSE = "tinycnn_fp32_qdq_s8s8_pc.onnx"
 UNSTRUCT = "tinycnn_unstruct50_qdq_s8s8_pc.onnx"
@@ -131,14 +132,12 @@ WEIGHT_OFFSET = 20.0
 
 
 def build(model: str, budget: int, lut_lanes: dict, family: str):
-    from hwgen.compiler import compile_model
-    from hwgen.fpga.plan import make_plan
-    from hwgen.hdl.accelerator import engine_programs
-
+    import hwgen
     from hwgen.fpga import calibration
+    from hwgen.fpga.plan import engine_programs, make_plan
 
     device = DEVICES[FAMILIES[family]]
-    graph = compile_model(str(MODELS / model)).graph
+    graph = hwgen.compile(str(MODELS / model)).graph
     plan = make_plan(graph, budget=budget, lut_lanes=lut_lanes or None)
     progs = engine_programs(graph, plan)
     # Placed by a fixed model (not the one being fitted): the design set, and so the synthesis
@@ -423,7 +422,8 @@ def fit_cells() -> dict:
     each), fitted on bench/synth_calibration.csv (the probe designs, placed and routed inside the
     I/O harness, whose cells are the fitted intercept). ECP5: FFs have their own bels; a LUT RAM
     cell takes ECP5_LUTRAM_POSITIONS TRELLIS_COMB positions."""
-    data = [r for r in csv.DictReader(open(PROBES, newline="")) if r["status"] == "ok" and r["placed_logic"]]
+    with open(PROBES, newline="") as f:
+        data = [r for r in csv.DictReader(f) if r["status"] == "ok" and r["placed_logic"]]
     rs = [r for r in data if DEVICES[r["device"]].family.value == "ice40"]
     a = np.array([[float(r["ff"]), 1.0] for r in rs])
     y = np.array([float(r["placed_logic"]) - float(r["lut4"]) for r in rs])

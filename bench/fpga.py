@@ -30,12 +30,14 @@ from onnx import numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import hwgen  # noqa: E402
 from hwgen import golden  # noqa: E402
 from hwgen.backends.fpga import build_accelerator, to_verilog  # noqa: E402
-from hwgen.compiler import compile_model  # noqa: E402
-from hwgen.fpga.plan import make_plan  # noqa: E402
+from hwgen.fpga.plan import (
+    engine_programs,  # noqa: E402
+    make_plan,  # noqa: E402
+)
 from hwgen.fpga.report import cycle_report  # noqa: E402
-from hwgen.hdl.accelerator import engine_programs  # noqa: E402
 
 MODELS = ROOT / "examples" / "models"
 
@@ -58,7 +60,7 @@ class Row:
 
 
 def measure(path: Path, budget: int, feeds: dict, *, fresh: bool, folds=()) -> Row:
-    compiled = compile_model(path)
+    compiled = hwgen.compile(path)
     graph = compiled.graph
     plan = make_plan(graph, budget=budget, folds=folds)
     report = cycle_report(graph, plan, engine_programs(graph, plan))
@@ -149,7 +151,7 @@ def main() -> int:
         print("| model | lanes | multipliers (non-zero weights) | steps per inference |")
         print("|---|---:|---:|---:|")
         for name in ("tinycnn_fp32_qdq_s8s8_pc_intio", "tinycnn_unstruct50_qdq_s8s8_pc_intio"):
-            graph = compile_model(MODELS / "digits" / f"{name}.onnx").graph
+            graph = hwgen.compile(MODELS / "digits" / f"{name}.onnx").graph
             folds = [f"{n.name}={n.out_channels},{n.weights[0].size}" for n in graph.nodes if hasattr(n, "weights")]
             plan = make_plan(graph, folds=folds)
             report = cycle_report(graph, plan, engine_programs(graph, plan))

@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+import hwgen
 from hwgen import golden
-from hwgen.compiler import compile_model
 from hwgen.reference import agreement, core_inputs, ort_tensors, to_ir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ PERSON = ROOT / "examples" / "models" / "person_detect"
 
 
 def measure(path: Path, x: np.ndarray, labels: np.ndarray | None) -> dict:
-    compiled = compile_model(path)
+    compiled = hwgen.compile(path)
     graph = compiled.graph
     model = onnx.load(path)
     feeds = {graph.input_ports[0].onnx_name: x}

@@ -26,9 +26,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+import hwgen
 from hwgen import golden
 from hwgen.backends.rvv import generate_for, test_inputs
-from hwgen.compiler import compile_model
 from hwgen.rvv import measure, program
 from hwgen.sim.qemu import missing_rvv_tools
 
@@ -58,7 +58,7 @@ def inputs_for(path: Path, compiled) -> dict[str, np.ndarray]:
 
 
 def measure_model(path: Path) -> dict:
-    compiled = compile_model(path)
+    compiled = hwgen.compile(path)
     generated = generate_for(compiled)
     inputs = inputs_for(path, compiled)
     want = golden.run_graph(compiled.graph, inputs)
@@ -110,7 +110,7 @@ def print_layers(r: dict) -> None:
     print("-" * len(head))
     for layer in r["generated"].layers:
         a, b = rvv.per_layer[layer.function], auto.per_layer[layer.function]
-        per = (lambda n: f"{n / layer.macs:6.3f}") if layer.macs else (lambda n: f"{'':6s}")
+        per = (lambda n, macs=layer.macs: f"{n / macs:6.3f}") if layer.macs else (lambda n: f"{'':6s}")
         print(f"{layer.function:26s} {layer.variant.name:36s} {layer.macs:9,d} {a:9,.0f} {per(a)} {b:10,.0f} "
               f"{per(b)} {b / a:5.1f}x")
 

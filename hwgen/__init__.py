@@ -1,8 +1,38 @@
-"""hwgen: compile pruned, quantized ONNX models to bit-exact FPGA accelerators and RISC-V Vector C."""
+"""hwgen: compile pruned, quantized ONNX models to bit-exact FPGA accelerators and RISC-V Vector C.
 
-from importlib.metadata import PackageNotFoundError, version
+The Python API (see docs/api.md):
 
-try:
-    __version__ = version("hwgen")
-except PackageNotFoundError:  # running from a checkout without installing
-    __version__ = "0.0.0+checkout"
+    import hwgen
+    compiled = hwgen.compile("model.onnx", targets=("fpga", "rvv"), multipliers=16)
+    compiled.write("out")
+    y = hwgen.run(compiled, x, backend="rvv")
+"""
+
+from .api import compile, run  # noqa: A004 - hwgen.compile is the API's name
+from .compiler import Compiled, CompileOptions
+from .errors import (
+    HwgenError,
+    InvalidOptionError,
+    ModelLoadError,
+    ResourceLimitError,
+    ToolchainError,
+    UnsupportedModelError,
+    VerificationError,
+)
+from .fixed import Rounding
+from .version import __version__
+
+__all__ = ["compile", "run", "Compiled", "CompileOptions", "FpgaOptions", "RvvOptions", "Rounding", "HwgenError",
+           "InvalidOptionError", "ModelLoadError", "ResourceLimitError", "ToolchainError", "UnsupportedModelError",
+           "VerificationError", "__version__"]
+
+
+def __getattr__(name: str):
+    """The targets' option classes, loaded on first use (their modules are heavier)."""
+    if name == "FpgaOptions":
+        from .backends.fpga import FpgaOptions
+        return FpgaOptions
+    if name == "RvvOptions":
+        from .backends.rvv import RvvOptions
+        return RvvOptions
+    raise AttributeError(f"module 'hwgen' has no attribute {name!r}")

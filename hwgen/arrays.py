@@ -67,7 +67,7 @@ def _load(path: Path) -> dict[str, np.ndarray] | np.ndarray:
         with zipfile.ZipFile(path) as archive:
             for member in archive.namelist():
                 name = member.removesuffix(".npy")
-                arrays[name] = _read_npy(lambda: archive.open(member), f"{path} [{name}]")
+                arrays[name] = _read_npy(lambda member=member: archive.open(member), f"{path} [{name}]")
         return arrays
     except InvalidOptionError:
         raise

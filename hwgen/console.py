@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 
 from .errors import HwgenError
+from .logs import NOTICE
 from .names import terminal
 
 __all__ = ["safe_output", "configure_logging", "error_line", "silence_broken_stdout", "EXIT_BROKEN_PIPE",
@@ -63,14 +64,15 @@ class _CurrentStderr(logging.Handler):
 
 
 def configure_logging(verbosity: int) -> None:
-    """The `hwgen` logger prints its records (and its children's) once, at the -v level."""
+    """The `hwgen` logger prints its records (and its children's) once: NOTICE and above by
+    default, INFO with -v, DEBUG with -vv."""
     logger = logging.getLogger("hwgen")
     for handler in [h for h in logger.handlers if isinstance(h, _CurrentStderr)]:
         logger.removeHandler(handler)
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("hwgen: %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING - 10 * min(max(verbosity, 0), 2))
+    logger.setLevel({0: NOTICE, 1: logging.INFO}.get(verbosity, logging.DEBUG))
     logger.propagate = False
 
 

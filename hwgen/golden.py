@@ -12,8 +12,23 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import budget, fixed
-from .ir import (REQUANT_SLICE, Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, HostQuantize, MaxPool, Node, Requantize,
-                 Reshape, conv_output_hw)
+from .errors import InvalidOptionError
+from .ir import (
+    REQUANT_SLICE,
+    Add,
+    AvgPool,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    HostQuantize,
+    MaxPool,
+    Node,
+    Requantize,
+    Reshape,
+    conv_output_hw,
+)
 
 __all__ = ["run_graph", "run_model", "OPS"]
 
@@ -281,7 +296,7 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], *, core=None) -> di
         x = np.asarray(feeds[port.onnx_name])
         n = port.layout.batch_of(x)
         if batch not in (None, n):
-            raise ValueError(f"inputs have different batch sizes ({batch} and {n})")
+            raise InvalidOptionError(f"the inputs hold different numbers of samples ({batch} and {n})")
         batch = n
     ends = sum(graph.tensor(p.tensor).size for p in (*graph.input_ports, *graph.output_ports))
     budget.require(16 * ends * (batch or 1), f"holding the inputs and outputs of {batch} sample(s)")

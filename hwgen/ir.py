@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -28,7 +28,7 @@ from .names import terminal
 __all__ = [
     "Tensor", "Requant", "Node", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool",
     "Add", "Concat", "Requantize", "Reshape", "Layout", "HostQuantize", "InputPort", "OutputPort", "HostTail",
-    "Graph", "MAC_OPS", "verify", "conv_output_hw", "accumulator_bound",
+    "Graph", "OP_TYPES", "OP_BY_NAME", "verify", "conv_output_hw", "REQUANT_SLICE",
 ]
 
 
@@ -106,12 +106,25 @@ class Requant:
 
 @dataclass(frozen=True, eq=False)
 class Node:
-    """One operation. `name` is unique in the graph (the ONNX node name where it had one)."""
+    """One operation. `name` is unique in the graph (the ONNX node name where it had one).
+
+    An op type is one subclass. It answers what every backend asks of it and is not specific to
+    one: its output shape, its multiply-accumulates and parameters, its accumulator's worst case
+    and its requantizations. What a backend does with it is one entry in that backend's table
+    keyed by the op type (`golden.OPS`, `fpga.units.UNITS`, `hdl.units.BUILDERS`,
+    `rvv.plan.PLANNERS`, `passes.channels.CONSUMERS`); see docs/adding-an-op.md.
+    """
 
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     op: ClassVar[str] = "Node"
+    #: The output has the (first) input's type and zero point: data moves, values do not change.
+    keeps_type: ClassVar[bool] = False
+    #: It multiplies by weights: its MACs are what the hardware spends, its weights what it stores.
+    weighted: ClassVar[bool] = False
+    #: Its output is its input read in another shape: no data moves (a backend may alias them).
+    is_view: ClassVar[bool] = False
 
     @property
     def output(self) -> str:
@@ -120,6 +133,32 @@ class Node:
     def params_str(self) -> str:
         return ""
 
+    def output_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+        """The output shape for these input shapes (None: any shape the verifier's check allows);
+        raises VerificationError through `_fail` when the inputs do not fit."""
+        _fail(self, "unknown op")
+
+    def requantizations(self) -> tuple[Requant, ...]:
+        """Every requantization the op applies (none for data movement)."""
+        return ()
+
+    def with_requants(self, change) -> Node:
+        """The op with `change(requant)` applied to each of its requantizations."""
+        return self
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int | None:
+        """Worst-case |acc| of its accumulator (None: it has none)."""
+        return None
+
+    def macs(self, graph: Graph) -> tuple[int, int]:
+        """Multiply-accumulates per inference: dense, and with zero weights skipped."""
+        return 0, 0
+
+    @property
+    def params(self) -> int:
+        """Weights and biases it stores."""
+        return 0
+
     def __str__(self) -> str:
         params = self.params_str()
         return (f"{self.op} {self.name!r} ({', '.join(map(terminal, self.inputs))}) -> "
@@ -127,8 +166,51 @@ class Node:
                 + (f"  {params}" if params else ""))
 
 
+class _Accumulating:
+    """Mixin: an op with an accumulator `acc` and one requantization `requant` (or None: the
+    accumulator itself is the output)."""
+
+    def requantizations(self) -> tuple[Requant, ...]:
+        return () if self.requant is None else (self.requant,)
+
+    def with_requants(self, change) -> Node:
+        return self if self.requant is None else replace(self, requant=change(self.requant))
+
+
+class _Weighted(_Accumulating):
+    """Mixin: a Conv2d or Dense; weights (one row of fan-in values per output channel) and a bias."""
+
+    weighted: ClassVar[bool] = True
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int:
+        """(count of non-zero weights of the output channel) x max|x| x max|w| + |bias|, maximised
+        over output channels."""
+        x = tensors[self.inputs[0]].dtype
+        w = self.weight_rows()
+        nnz = np.count_nonzero(w, axis=1).astype(object)
+        max_w = max(1, int(np.abs(w).max(initial=0)))
+        bound = nnz * x.max_abs * max_w
+        return int(bound.max(initial=0)) + int(np.abs(self.bias).max(initial=0))
+
+    @property
+    def params(self) -> int:
+        return self.weights.size + self.bias.size
+
+    def weight_rows(self) -> np.ndarray:
+        """The weights as one row per output channel (all its fan-in)."""
+        return self.weights.reshape(self.out_channels, -1)
+
+    def positions(self, graph: Graph) -> int:
+        """Output positions per inference that each use every weight once."""
+        raise NotImplementedError
+
+    def macs(self, graph: Graph) -> tuple[int, int]:
+        n = self.positions(graph)
+        return n * self.weights.size, n * int(np.count_nonzero(self.weights))
+
+
 @dataclass(frozen=True, eq=False)
-class Conv2d(Node):
+class Conv2d(_Weighted, Node):
     """2-D convolution (groups: 1 = dense, C = depthwise). Padding uses the input zero point."""
 
     weights: np.ndarray = None  # (Cout, KH, KW, Cin/groups)
@@ -157,6 +239,20 @@ class Conv2d(Node):
     def is_depthwise(self) -> bool:
         return self.groups > 1 and self.weights.shape[3] == 1
 
+    def output_shape(self, shapes):
+        x = shapes[0]
+        if len(x) != 3:
+            _fail(self, f"input must be (H, W, C), got {x}")
+        cout, kh, kw, cin_g = self.weights.shape
+        if x[2] != cin_g * self.groups or cout % self.groups:
+            _fail(self, f"weights {self.weights.shape} with groups={self.groups} do not fit input {x}")
+        oh, ow = conv_output_hw(x[:2], (kh, kw), self.stride, self.dilation, self.pads)
+        return (oh, ow, cout)
+
+    def positions(self, graph: Graph) -> int:
+        out = graph.tensor(self.output)
+        return out.shape[0] * out.shape[1]
+
     def params_str(self) -> str:
         kh, kw = self.kernel
         return (f"k={kh}x{kw} stride={self.stride} dil={self.dilation} pads={self.pads} groups={self.groups} "
@@ -164,7 +260,7 @@ class Conv2d(Node):
 
 
 @dataclass(frozen=True, eq=False)
-class Dense(Node):
+class Dense(_Weighted, Node):
     """Fully connected over the last axis: y[..., o] = bias[o] + sum_k x[..., k] * w[o, k].
 
     Weights of shape (G, Cout, K) apply matrix g to x[..., g, :, :] (a MatMul of
@@ -185,8 +281,32 @@ class Dense(Node):
     def out_channels(self) -> int:
         return self.weights.shape[-2]
 
+    def weight_rows(self) -> np.ndarray:
+        return self.weights.reshape(-1, self.weights.shape[-1])
+
+    def output_shape(self, shapes):
+        x, w = shapes[0], self.weights.shape
+        if x[-1] != w[-1] or (len(w) == 3 and (len(x) < 3 or x[-3] != w[0])):
+            _fail(self, f"weights {w} do not fit input {x}")
+        return (*x[:-1], w[-2])
+
+    def positions(self, graph: Graph) -> int:
+        out = graph.tensor(self.output)
+        return math.prod(out.shape[:-1]) // (self.weights.shape[0] if self.weights.ndim == 3 else 1)
+
     def params_str(self) -> str:
         return f"w={self.weights.shape} acc={self.acc} requant: {self.requant}"
+
+
+def _pool_shape(node: Node, shapes, dilation) -> tuple[int, ...]:
+    x = shapes[0]
+    if len(x) != 3:
+        _fail(node, f"input must be (H, W, C), got {x}")
+    span = [dilation[i] * (node.kernel[i] - 1) + 1 for i in range(2)]
+    if any(p >= span[i % 2] for i, p in enumerate(node.pads)):
+        _fail(node, f"pads {node.pads} as wide as the window {node.kernel}: a window could hold only padding")
+    oh, ow = conv_output_hw(x[:2], node.kernel, node.stride, dilation, node.pads)
+    return (oh, ow, x[2])
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,9 +318,18 @@ class MaxPool(Node):
     dilation: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     op: ClassVar[str] = "MaxPool"
+    keeps_type: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        return _pool_shape(self, shapes, self.dilation)
 
     def params_str(self) -> str:
         return f"k={self.kernel} stride={self.stride} dil={self.dilation} pads={self.pads}"
+
+
+def _input_range(tensors: Mapping[str, Tensor], name: str) -> int:
+    t = tensors[name]
+    return max(abs(t.dtype.lo - t.zero_point), abs(t.dtype.hi - t.zero_point))
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,6 +348,22 @@ class AvgPool(Node):
     requants: Mapping[int, Requant] = field(default_factory=dict)
     op: ClassVar[str] = "AvgPool"
 
+    @property
+    def dilation(self) -> tuple[int, int]:
+        return (1, 1)
+
+    def output_shape(self, shapes):
+        return _pool_shape(self, shapes, (1, 1))
+
+    def requantizations(self) -> tuple[Requant, ...]:
+        return tuple(self.requants.values())
+
+    def with_requants(self, change) -> Node:
+        return replace(self, requants={n: change(r) for n, r in self.requants.items()})
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int:
+        return self.kernel[0] * self.kernel[1] * _input_range(tensors, self.inputs[0])
+
     def params_str(self) -> str:
         counts = sorted(self.requants)
         return (f"k={self.kernel} stride={self.stride} pads={self.pads} include_pad={self.count_include_pad} "
@@ -226,19 +371,29 @@ class AvgPool(Node):
 
 
 @dataclass(frozen=True, eq=False)
-class GlobalAvgPool(Node):
+class GlobalAvgPool(_Accumulating, Node):
     """acc = sum over H and W of (x - zero point), per channel; requant includes 1/(H*W)."""
 
     acc: IntType = IntType(32, True)
     requant: Requant = None
     op: ClassVar[str] = "GlobalAvgPool"
 
+    def output_shape(self, shapes):
+        x = shapes[0]
+        if len(x) != 3:
+            _fail(self, f"input must be (H, W, C), got {x}")
+        return (1, 1, x[2])
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int:
+        t = tensors[self.inputs[0]]
+        return t.shape[0] * t.shape[1] * _input_range(tensors, self.inputs[0])
+
     def params_str(self) -> str:
         return f"acc={self.acc} requant: {self.requant}"
 
 
 @dataclass(frozen=True, eq=False)
-class Add(Node):
+class Add(_Accumulating, Node):
     """Elementwise add on a common fixed-point grid: acc = a*lhs + b*rhs + bias, then requant."""
 
     lhs_multiplier: int = 1
@@ -247,6 +402,15 @@ class Add(Node):
     acc: IntType = IntType(32, True)
     requant: Requant = None
     op: ClassVar[str] = "Add"
+
+    def output_shape(self, shapes):
+        if shapes[0] != shapes[1]:
+            _fail(self, f"operand shapes differ: {shapes[0]} and {shapes[1]}")
+        return shapes[0]
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int:
+        a, b = (tensors[n].dtype for n in self.inputs)
+        return abs(self.lhs_multiplier) * a.max_abs + abs(self.rhs_multiplier) * b.max_abs + abs(self.bias)
 
     def params_str(self) -> str:
         return (f"a={self.lhs_multiplier} b={self.rhs_multiplier} bias={self.bias} acc={self.acc} "
@@ -259,6 +423,15 @@ class Concat(Node):
 
     axis: int = -1
     op: ClassVar[str] = "Concat"
+    keeps_type: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        x = shapes[0]
+        axis = self.axis % len(x)
+        for s in shapes:
+            if len(s) != len(x) or s[:axis] + s[axis + 1:] != x[:axis] + x[axis + 1:]:
+                _fail(self, f"cannot concatenate shapes {shapes} on axis {self.axis}")
+        return (*x[:axis], sum(s[axis] for s in shapes), *x[axis + 1:])
 
     def params_str(self) -> str:
         return f"axis={self.axis}"
@@ -271,6 +444,15 @@ class Requantize(Node):
     requant: Requant = None
     op: ClassVar[str] = "Requantize"
 
+    def output_shape(self, shapes):
+        return shapes[0]
+
+    def requantizations(self) -> tuple[Requant, ...]:
+        return (self.requant,)
+
+    def with_requants(self, change) -> Node:
+        return replace(self, requant=change(self.requant))
+
     def params_str(self) -> str:
         return f"requant: {self.requant}"
 
@@ -280,10 +462,17 @@ class Reshape(Node):
     """A new shape for the same values in the same (raster, channels-last) order: no data moves."""
 
     op: ClassVar[str] = "Reshape"
+    keeps_type: ClassVar[bool] = True
+    is_view: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        return None  # any shape of the same size (checked by the verifier)
 
 
-#: Ops that multiply by weights (their MACs are what the hardware spends).
-MAC_OPS = (Conv2d, Dense)
+#: Every op type of the IR. A backend's table has one entry per op type here (or a worded refusal).
+OP_TYPES = (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Requantize, Reshape)
+#: Op types by their name (as JSON and plans record them).
+OP_BY_NAME = {cls.op: cls for cls in OP_TYPES}
 
 
 # -- boundary: how the ONNX model's tensors map onto the integer core ----------------------
@@ -444,91 +633,12 @@ def conv_output_hw(in_hw, kernel, stride, dilation, pads) -> tuple[int, int]:
     return oh, ow
 
 
-def _abs_range(t: IntType, zero_point: int = 0) -> int:
-    return max(abs(t.lo - zero_point), abs(t.hi - zero_point))
-
-
-def accumulator_bound(node: Node, tensors: Mapping[str, Tensor]) -> int:
-    """Worst-case |acc| of an accumulating node, from its operand types and weights.
-
-    For Conv2d and Dense: (count of non-zero weights of the output channel)
-    x max|x| x max|w| + |bias|, maximised over output channels.
-    """
-    if isinstance(node, (Conv2d, Dense)):
-        x = tensors[node.inputs[0]].dtype
-        w = node.weights.reshape(-1, node.weights.shape[-1]) if isinstance(node, Dense) else \
-            node.weights.reshape(node.out_channels, -1)
-        nnz = np.count_nonzero(w, axis=1).astype(object)
-        max_w = max(1, int(np.abs(w).max(initial=0)))
-        bound = nnz * x.max_abs * max_w
-        return int(bound.max(initial=0)) + int(np.abs(node.bias).max(initial=0))
-    if isinstance(node, (AvgPool, GlobalAvgPool)):
-        t = tensors[node.inputs[0]]
-        if isinstance(node, AvgPool):
-            count = node.kernel[0] * node.kernel[1]
-        else:
-            count = t.shape[0] * t.shape[1]
-        return count * _abs_range(t.dtype, t.zero_point)
-    if isinstance(node, Add):
-        a, b = (tensors[n].dtype for n in node.inputs)
-        return abs(node.lhs_multiplier) * a.max_abs + abs(node.rhs_multiplier) * b.max_abs + abs(node.bias)
-    if isinstance(node, Requantize):
-        t = tensors[node.inputs[0]]
-        return _abs_range(t.dtype, t.zero_point)
-    raise TypeError(f"{node.op} has no accumulator")
-
-
 # -- verifier ----------------------------------------------------------------------------
 
 
 def _fail(node: Node | None, reason: str):
     where = f"node {node.name!r} ({node.op}): " if node is not None else ""
     raise VerificationError(where + reason)
-
-
-def _expected_shape(node: Node, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-    x = shapes[0]
-    if isinstance(node, Conv2d):
-        if len(x) != 3:
-            _fail(node, f"input must be (H, W, C), got {x}")
-        cout, kh, kw, cin_g = node.weights.shape
-        if x[2] != cin_g * node.groups or cout % node.groups:
-            _fail(node, f"weights {node.weights.shape} with groups={node.groups} do not fit input {x}")
-        oh, ow = conv_output_hw(x[:2], (kh, kw), node.stride, node.dilation, node.pads)
-        return (oh, ow, cout)
-    if isinstance(node, Dense):
-        w = node.weights.shape
-        if x[-1] != w[-1] or (len(w) == 3 and (len(x) < 3 or x[-3] != w[0])):
-            _fail(node, f"weights {w} do not fit input {x}")
-        return (*x[:-1], w[-2])
-    if isinstance(node, (MaxPool, AvgPool)):
-        if len(x) != 3:
-            _fail(node, f"input must be (H, W, C), got {x}")
-        dil = node.dilation if isinstance(node, MaxPool) else (1, 1)
-        span = [dil[i] * (node.kernel[i] - 1) + 1 for i in range(2)]
-        if any(p >= span[i % 2] for i, p in enumerate(node.pads)):
-            _fail(node, f"pads {node.pads} as wide as the window {node.kernel}: a window could hold only padding")
-        oh, ow = conv_output_hw(x[:2], node.kernel, node.stride, dil, node.pads)
-        return (oh, ow, x[2])
-    if isinstance(node, GlobalAvgPool):
-        if len(x) != 3:
-            _fail(node, f"input must be (H, W, C), got {x}")
-        return (1, 1, x[2])
-    if isinstance(node, Add):
-        if shapes[0] != shapes[1]:
-            _fail(node, f"operand shapes differ: {shapes[0]} and {shapes[1]}")
-        return x
-    if isinstance(node, Concat):
-        axis = node.axis % len(x)
-        for s in shapes:
-            if len(s) != len(x) or s[:axis] + s[axis + 1:] != x[:axis] + x[axis + 1:]:
-                _fail(node, f"cannot concatenate shapes {shapes} on axis {node.axis}")
-        return (*x[:axis], sum(s[axis] for s in shapes), *x[axis + 1:])
-    if isinstance(node, Requantize):
-        return x
-    if isinstance(node, Reshape):
-        return None  # any shape of the same size
-    _fail(node, "unknown op")
 
 
 def _check_requant(node: Node, rq: Requant, out: Tensor, channels: int):
@@ -572,37 +682,30 @@ def verify(graph: Graph) -> Graph:
             _fail(node, "every op has exactly one output")
         ins = [tensors[i] for i in node.inputs]
         out = tensors[node.output]
-        expected = _expected_shape(node, [t.shape for t in ins])
+        expected = node.output_shape([t.shape for t in ins])
         if expected is not None and out.shape != expected:
             _fail(node, f"output shape {out.shape} != expected {expected}")
-        if isinstance(node, Reshape) and out.size != ins[0].size:
+        if expected is None and out.size != ins[0].size:
             _fail(node, f"reshape changes the size: {ins[0].shape} -> {out.shape}")
-        if isinstance(node, (MaxPool, Reshape, Concat)):
+        if node.keeps_type:
             for t in ins:
                 if t.dtype != out.dtype or t.zero_point != out.zero_point:
                     _fail(node, f"input {t.name!r} ({t.dtype}, zp={t.zero_point}) must have the output's "
                                 f"type and zero point ({out.dtype}, zp={out.zero_point})")
-        if isinstance(node, (Conv2d, Dense)):
+        if node.weighted:
             cout = node.out_channels
             if node.bias.shape != (cout,):
                 _fail(node, f"bias shape {node.bias.shape} != ({cout},)")
-            if node.requant is None:
-                if out.dtype != node.acc and not out.dtype.contains([-(1 << (node.acc.bits - 1)),
-                                                                     (1 << (node.acc.bits - 1)) - 1]):
-                    _fail(node, f"raw accumulator output type {out.dtype} cannot hold {node.acc}")
-            else:
-                _check_requant(node, node.requant, out, cout)
-        if isinstance(node, (GlobalAvgPool, Add, Requantize)):
-            _check_requant(node, node.requant, out, out.shape[-1])
-        if isinstance(node, AvgPool):
-            for rq in node.requants.values():
-                _check_requant(node, rq, out, out.shape[-1])
-        if hasattr(node, "acc"):
-            bound = accumulator_bound(node, tensors)
+            if node.requant is None and out.dtype != node.acc and not out.dtype.contains(
+                    [-(1 << (node.acc.bits - 1)), (1 << (node.acc.bits - 1)) - 1]):
+                _fail(node, f"raw accumulator output type {out.dtype} cannot hold {node.acc}")
+        for rq in node.requantizations():
+            _check_requant(node, rq, out, out.shape[-1])
+        bound = node.accumulator_bound(tensors)
+        if bound is not None:
             if bound > node.acc.hi:
                 _fail(node, f"accumulator {node.acc} cannot hold the worst case |acc| = {bound}")
-            requants = node.requants.values() if isinstance(node, AvgPool) else [getattr(node, "requant")]
-            if any(rq is not None for rq in requants) and node.acc.bits > 32:
+            if node.requantizations() and node.acc.bits > 32:
                 _fail(node, f"accumulator {node.acc} is wider than the 32 bits requantization supports")
     for name in graph.outputs:
         if name not in defined:

@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from .fixed import IntType, Rounding
-from .ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, HostQuantize, HostTail, InputPort,
-                 Layout, MaxPool, Node, OutputPort, Requant, Requantize, Reshape, Tensor)
+from .ir import OP_TYPES, Graph, HostQuantize, HostTail, InputPort, Layout, Node, OutputPort, Requant, Tensor
 
-__all__ = ["to_json", "from_json", "dump", "load"]
+__all__ = ["to_json", "from_json", "dumps", "dump", "load"]
 
 FORMAT = "hwgen-ir/1"
-NODE_TYPES = {cls.op: cls for cls in (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Requantize,
-                                      Reshape)}
+NODE_TYPES = {cls.op: cls for cls in OP_TYPES}
 
 
 def _value(v):
@@ -64,8 +62,12 @@ def to_json(graph: Graph) -> dict:
     }
 
 
+def dumps(graph: Graph) -> str:
+    return json.dumps(to_json(graph), indent=1) + "\n"
+
+
 def dump(graph: Graph, path: Path) -> None:
-    Path(path).write_text(json.dumps(to_json(graph), indent=1) + "\n")
+    Path(path).write_text(dumps(graph))
 
 
 def _tuple(x):

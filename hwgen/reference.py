@@ -18,7 +18,7 @@ import onnx
 
 from . import fixed, golden
 from .compiler import Compiled
-from .ir import Graph, Reshape, Tensor
+from .ir import Graph, Tensor
 
 __all__ = ["Agreement", "agreement", "ort_tensors", "to_ir", "core_inputs"]
 
@@ -105,7 +105,7 @@ def agreement(compiled: Compiled, model: onnx.ModelProto, feeds: dict[str, np.nd
     def ort_ir(name: str) -> np.ndarray:
         """onnxruntime's tensor in IR layout; a flattening's order is its input's raster order."""
         producer = imported.producer(name)
-        if isinstance(producer, Reshape):
+        if producer is not None and producer.is_view:
             return ort_ir(producer.inputs[0]).reshape((batch, *imported.tensor(name).shape))
         if name in core and name not in theirs:
             return core[name]
@@ -114,7 +114,7 @@ def agreement(compiled: Compiled, model: onnx.ModelProto, feeds: dict[str, np.nd
     found = Agreement(end.size, int(np.abs(end).max(initial=0)), int(np.count_nonzero(end)), 0, 0, 0)
     available = set(theirs) | set(core)
     for node in imported.nodes:
-        if isinstance(node, Reshape) or node.output not in theirs or not all(i in available for i in node.inputs):
+        if node.is_view or node.output not in theirs or not all(i in available for i in node.inputs):
             continue
         mine = golden.OPS[type(node)](node, *[ort_ir(i) for i in node.inputs], graph=imported)
         diff = np.abs(mine - ort_ir(node.output))

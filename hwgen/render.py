@@ -1,6 +1,7 @@
 """The one place templates are found and rendered.
 
-Every generated text file comes from a jinja2 template under `templates/<family>/`, rendered with
+Every generated text file comes from a jinja2 template under `templates/<family>/` (installed as
+the package data `hwgen.templates`), rendered with
 StrictUndefined (a missing value is an error, never an empty string) and with the escaping
 functions of `hwgen.names` as filters, so an ONNX name reaches a file only through the escaping
 of the language it lands in.
@@ -9,16 +10,16 @@ of the language it lands in.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import jinja2
 import numpy as np
 
 from . import names
 
-__all__ = ["TEMPLATE_ROOT", "environment", "render", "source"]
+__all__ = ["environment", "render", "source"]
 
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "templates"
+#: The package the templates install as (templates/ of the checkout).
+TEMPLATE_PACKAGE = "hwgen.templates"
 
 def c_values(values, per_line: int = 16) -> str:
     """C array initializer lines: 16 values per line, indented, comma-separated."""
@@ -39,7 +40,7 @@ FILTERS = {
 @functools.cache
 def environment(family: str) -> jinja2.Environment:
     """The environment of templates/<family>/ (fpga, rvv, verilator)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_ROOT / family), undefined=jinja2.StrictUndefined,
+    env = jinja2.Environment(loader=jinja2.PackageLoader(TEMPLATE_PACKAGE, family), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(FILTERS)
     return env

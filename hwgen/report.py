@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .ir import MAC_OPS, Conv2d, Dense, Graph, Node
+from .fixed import type_for_range
+from .ir import Graph, Node
 from .names import terminal
 
 __all__ = ["LayerRow", "Report", "build_report"]
@@ -65,8 +65,8 @@ class Report:
             removed = f" (-{r.channels_removed} ch)" if r.channels_removed else ""
             lines.append((terminal(r.name), r.op, "x".join(map(str, r.input_shape)), "x".join(map(str, r.output_shape)),
                           f"{r.macs:,}", f"{r.nonzero_macs:,}", f"{r.params:,}{removed}",
-                          f"{r.weight_sparsity:.1%}" if r.op in ("Conv2d", "Dense") else "",
-                          f"{r.channel_sparsity:.1%}" if r.op in ("Conv2d", "Dense") else "", bits))
+                          f"{r.weight_sparsity:.1%}" if r.weight_bits is not None else "",
+                          f"{r.channel_sparsity:.1%}" if r.weight_bits is not None else "", bits))
         t = self.totals
         frac = t["nonzero_macs"] / t["macs"] if t["macs"] else 0.0
         total = ("total", "", "", "", f"{t['macs']:,}", f"{t['nonzero_macs']:,} ({frac:.1%})",
@@ -82,26 +82,9 @@ class Report:
         return "\n".join(out)
 
 
-def _macs(node: Node, graph: Graph) -> tuple[int, int]:
-    out = graph.tensor(node.output)
-    if isinstance(node, Conv2d):
-        positions = out.shape[0] * out.shape[1]
-        return positions * node.weights.size, positions * int(np.count_nonzero(node.weights))
-    if isinstance(node, Dense):
-        rows = math.prod(out.shape[:-1]) // (node.weights.shape[0] if node.weights.ndim == 3 else 1)
-        return rows * node.weights.size, rows * int(np.count_nonzero(node.weights))
-    return 0, 0
-
-
-def _params(node: Node) -> int:
-    return node.weights.size + node.bias.size if isinstance(node, MAC_OPS) else 0
-
-
 def _weight_bits(node: Node) -> int | None:
-    if not isinstance(node, MAC_OPS):
+    if not node.weighted:
         return None
-    from .fixed import type_for_range
-
     w = node.weights
     return type_for_range(min(int(w.min(initial=0)), -1), int(w.max(initial=0))).bits
 
@@ -111,12 +94,11 @@ def build_report(graph: Graph, imported: Graph | None = None) -> Report:
     before = {n.name: n for n in (imported or graph).nodes}
     rows = []
     for node in graph.nodes:
-        macs, nz = _macs(node, graph)
+        macs, nz = node.macs(graph)
         orig = before.get(node.name, node)
-        if isinstance(orig, MAC_OPS):
+        if orig.weighted:
             w = orig.weights
-            channel_rows = w.reshape(-1, w.shape[-1]) if isinstance(orig, Dense) and w.ndim == 3 else \
-                w.reshape(orig.out_channels if isinstance(orig, Conv2d) else w.shape[0], -1)
+            channel_rows = orig.weight_rows()
             sparsity = 1.0 - np.count_nonzero(w) / w.size
             dead = float(np.mean(~channel_rows.any(axis=1)))
             removed = orig.out_channels - node.out_channels
@@ -126,7 +108,7 @@ def build_report(graph: Graph, imported: Graph | None = None) -> Report:
         acc = getattr(node, "acc", None)
         rows.append(LayerRow(
             name=node.name, op=node.op, input_shape=x.shape, output_shape=graph.tensor(node.output).shape,
-            macs=macs, nonzero_macs=nz, params=_params(node), imported_params=_params(orig),
+            macs=macs, nonzero_macs=nz, params=node.params, imported_params=orig.params,
             weight_sparsity=float(sparsity), channel_sparsity=dead, channels_removed=removed,
             weight_bits=_weight_bits(node), activation_bits=x.dtype.bits,
             accumulator_bits=acc.bits if acc is not None else None,

@@ -8,7 +8,6 @@ it with Verilator.
 
 from __future__ import annotations
 
-
 import dataclasses
 import math
 import random
@@ -21,10 +20,24 @@ from hypothesis import strategies as st
 
 from hwgen import golden
 from hwgen.fixed import IntType, Rounding
-from hwgen.fpga.plan import WINDOW_SLACK_ROWS, Plan, make_plan
-from hwgen.hdl.accelerator import Accelerator, perf_counters
-from hwgen.ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Requant, Requantize,
-                      Reshape, Tensor, accumulator_bound, conv_output_hw, verify)
+from hwgen.fpga.plan import WINDOW_SLACK_ROWS, Plan, make_plan, perf_counters
+from hwgen.hdl.accelerator import Accelerator
+from hwgen.ir import (
+    Add,
+    AvgPool,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    MaxPool,
+    Requant,
+    Requantize,
+    Reshape,
+    Tensor,
+    conv_output_hw,
+    verify,
+)
 from hwgen.passes.accumulators import assign_accumulators
 from hwgen.sim.rtl import RtlAccelerator, pack_words, unpack_words
 
@@ -80,7 +93,7 @@ def conv_graph(rng, *, hw, cin, cout, kernel, stride=(1, 1), dilation=(1, 1), pa
     w = _weights(rng, (cout, *kernel, cin // groups), wbits, sparsity)
     bias = rng.integers(-1000, 1000, cout)
     probe = Conv2d("conv", ("x",), ("y",), w, bias, stride, dilation, pads, groups, IntType(32, True), None)
-    bound = accumulator_bound(probe, {"x": x})
+    bound = probe.accumulator_bound({"x": x})
     if exact:
         y = tensor("y", (oh, ow, cout), exact_output(bound), 0)
         rq = exact_requant(y, rounding)
@@ -98,7 +111,7 @@ def dense_graph(rng, *, rows, k, cout, xtype=IntType(8, True), ytype=IntType(8, 
     w = _weights(rng, (cout, k), wbits, sparsity)
     bias = rng.integers(-1000, 1000, cout)
     probe = Dense("fc", ("x",), ("y",), w, bias, IntType(32, True), None)
-    bound = accumulator_bound(probe, {"x": x})
+    bound = probe.accumulator_bound({"x": x})
     if exact:
         y = tensor("y", (*rows, cout), exact_output(bound), 0)
         rq = exact_requant(y, rounding)
@@ -121,10 +134,10 @@ def avgpool_graph(rng, *, hw, c, kernel, stride, pads=(0, 0, 0, 0), include_pad=
     x = tensor("x", (*hw, c), xtype, int(rng.integers(xtype.lo, xtype.hi + 1)))
     oh, ow = conv_output_hw(hw, kernel, stride, (1, 1), pads)
     y = tensor("y", (oh, ow, c), ytype, int(rng.integers(ytype.lo, ytype.hi + 1)))
-    from hwgen.hdl.accelerator import avgpool_counts
+    from hwgen.fpga.units import avgpool_counts
     probe = AvgPool("pool", ("x",), ("y",), kernel, stride, pads, include_pad, IntType(32, True), {})
     counts = sorted({n for row in avgpool_counts(probe, hw) for n in row})
-    bound = accumulator_bound(probe, {"x": x})
+    bound = probe.accumulator_bound({"x": x})
     requants = {n: random_requant(rng, bound * n // (kernel[0] * kernel[1]) + 1, y, c, rounding,
                                   per_channel=bool(rng.integers(2))) for n in counts}
     node = AvgPool("pool", ("x",), ("y",), kernel, stride, pads, include_pad, IntType(32, True), requants)
@@ -136,7 +149,7 @@ def gap_graph(rng, *, hw, c, xtype=IntType(8, True), ytype=IntType(8, True), rou
     x = tensor("x", (*hw, c), xtype, int(rng.integers(xtype.lo, xtype.hi + 1)))
     y = tensor("y", (1, 1, c), ytype, int(rng.integers(ytype.lo, ytype.hi + 1)))
     probe = GlobalAvgPool("gap", ("x",), ("y",), IntType(32, True), None)
-    rq = random_requant(rng, accumulator_bound(probe, {"x": x}), y, c, rounding, per_channel=bool(rng.integers(2)))
+    rq = random_requant(rng, probe.accumulator_bound({"x": x}), y, c, rounding, per_channel=bool(rng.integers(2)))
     nodes, tensors, out = [GlobalAvgPool("gap", ("x",), ("y",), IntType(32, True), rq)], [x, y], "y"
     if flatten:
         tensors.append(tensor("z", (c,), ytype, y.zero_point))
@@ -154,7 +167,7 @@ def add_graph(rng, *, hw, c, xtype=IntType(8, True), ytype=IntType(8, True), rou
     a, b = int(rng.integers(-(1 << 18), 1 << 18)), int(rng.integers(-(1 << 18), 1 << 18))
     bias = int(rng.integers(-(1 << 20), 1 << 20))
     probe = Add("add", ("x", "r"), ("y",), a, b, bias, IntType(32, True), None)
-    rq2 = random_requant(rng, accumulator_bound(probe, {"x": x, "r": r}), y, c, rounding)
+    rq2 = random_requant(rng, probe.accumulator_bound({"x": x, "r": r}), y, c, rounding)
     nodes = [Requantize("rq", ("x",), ("r",), rq1), Add("add", ("x", "r"), ("y",), a, b, bias, IntType(32, True), rq2)]
     return _finish("add", [x, r, y], nodes, ["x"], ["y"])
 
@@ -169,7 +182,7 @@ def concat_graph(rng, *, hw, c1, c2, xtype=IntType(8, True), rounding=Rounding.R
     w = _weights(rng, (c1, 1, 1, c2), 6, 0.3)
     bias = rng.integers(-300, 300, c1)
     probe = Conv2d("conv", ("x",), ("r",), w, bias, acc=IntType(32, True), requant=None)
-    rq = random_requant(rng, accumulator_bound(probe, {"x": x}), r, c1, rounding)
+    rq = random_requant(rng, probe.accumulator_bound({"x": x}), r, c1, rounding)
     nodes = [Conv2d("conv", ("x",), ("r",), w, bias, acc=IntType(32, True), requant=rq),
              Concat("cat", ("r", "x"), ("y",), -1)]
     return _finish("concat", [x, r, y], nodes, ["x"], ["y"])

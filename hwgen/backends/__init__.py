@@ -1,10 +1,12 @@
-"""Code generators. Each target module provides:
+"""Code generators, one module per target. Each provides:
 
-* ``add_arguments(parser)``: its options for ``hwgen compile`` and ``hwgen run``;
-* ``emit(compiled, out_dir, args) -> None``: write ``out_dir/<target>/``;
-* ``run_core(compiled, inputs, args) -> outputs``: run the integer core (IR inputs
-  to IR outputs, (B, *shape) int64 arrays) on the generated code, for ``hwgen run``;
-* optionally ``register_commands(subparsers)`` for target-specific subcommands.
+* `Options`: a frozen dataclass of its typed options (validated in `__post_init__`, one-line errors);
+* `emit(compiled, options) -> dict[str, bytes]`: the files of `OUT/<target>/`, by name;
+* `run_core(compiled, inputs, options) -> outputs`: run the integer core (IR inputs to IR outputs,
+  (B, *shape) int64 arrays) on the generated code, for `hwgen run`;
+* `describe(out_dir) -> str | None`: its part of `hwgen report OUT` (None when OUT has none).
+
+Target modules load on first use (their toolchains are heavy to import).
 """
 
 from __future__ import annotations
@@ -12,21 +14,20 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-#: target name -> module, imported on first use (their toolchains are heavy).
-TARGETS = {"fpga": "hwgen.backends.fpga", "rvv": "hwgen.backends.rvv"}
+from ..errors import InvalidOptionError
+
+__all__ = ["TARGETS", "backend", "options_type"]
+
+#: target name -> (module, its options class).
+TARGETS = {"fpga": ("hwgen.backends.fpga", "FpgaOptions"), "rvv": ("hwgen.backends.rvv", "RvvOptions")}
 
 
 def backend(name: str) -> ModuleType:
-    return importlib.import_module(TARGETS[name])
+    if name not in TARGETS:
+        raise InvalidOptionError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+    return importlib.import_module(TARGETS[name][0])
 
 
-def available() -> dict[str, ModuleType]:
-    """The targets whose modules exist in this checkout."""
-    found = {}
-    for name in TARGETS:
-        try:
-            found[name] = backend(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != TARGETS[name]:
-                raise
-    return found
+def options_type(name: str) -> type:
+    """The options dataclass of a target."""
+    return getattr(backend(name), TARGETS[name][1])

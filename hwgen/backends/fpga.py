@@ -1,92 +1,90 @@
 """The FPGA target: IR -> plan -> Amaranth accelerator -> Verilog, test bench and cycle report.
 
 A thin orchestrator: planning lives in `hwgen.fpga`, hardware in `hwgen.hdl`, simulation in
-`hwgen.sim.rtl`. `emit` writes OUT/fpga/:
+`hwgen.sim.rtl`. `emit` makes the files of OUT/fpga/ (in memory):
 
 * `<top>.v`: the Verilog (Amaranth's builtin Yosys: the same model and options give the same text);
 * `manifest.json`: ports, data layout, the plan (engines, folds, lanes, memory placement),
   expected cycles and the Verilog's sha256 (what `hwgen synth` checks it synthesizes);
-* `resources.json` (with --device): the resource estimate the folding was chosen by;
-* `report.json`, `report.txt`: cycle accounting (modelled; measured too with --measure);
+* `resources.json` (with a device): the resource estimate the folding was chosen by;
+* `report.json`, `report.txt`: cycle accounting (modelled; measured too with `measure`);
 * `accelerator.py`: the Amaranth top, importable into a user's design;
 * `test_accelerator.py`: `pytest OUT/fpga` re-verifies the Verilog against the golden model.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import json
-import logging
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import golden, irjson
+from .. import irjson
 from ..compiler import Compiled
+from ..devices import DEVICES
 from ..errors import InvalidOptionError, ToolchainError
 from ..fpga.fit import Fit, fit_budget, fit_device, resources_text
-from ..fpga.folding import DEFAULT_MULTIPLIERS
 from ..fpga.manifest import load_plan, manifest
-from ..fpga.plan import Plan, make_plan
+from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
 from ..ir import Graph
-from ..outdir import read_json, reading, update_files
+from ..logs import NOTICE, get_logger
+from ..outdir import read_json, reading
 from ..render import render
 
-__all__ = ["add_arguments", "emit", "run_core", "register_commands", "describe", "load_output", "build_accelerator"]
+__all__ = ["FpgaOptions", "emit", "run_core", "describe", "load_output", "build_accelerator", "to_verilog", "measure",
+           "report_files", "cycles_line"]
 
-log = logging.getLogger("hwgen.fpga")
+log = get_logger("fpga")
 
-MEASURE_SAMPLES = 4  # inferences back to back for --measure (the steady state shows from the second)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("FPGA target (--target fpga / --backend rtl)")
-    group.add_argument("--multipliers", dest="fpga_multipliers", type=int, default=argparse.SUPPRESS, metavar="N",
-                       help=f"multiplier budget the layers share, balanced so every engine takes about the same "
-                            f"cycles (default: {DEFAULT_MULTIPLIERS}, the iCE40 UP5K's DSPs)")
-    group.add_argument("--fold", dest="fpga_folds", action="append", default=argparse.SUPPRESS, metavar="LAYER=PE,SIMD",
-                       help="give LAYER (node name or identifier) its own engine of PE output channels x SIMD "
-                            "inputs in parallel (repeatable; PE must divide Cout, SIMD the fan-in K)")
-    group.add_argument("--device", dest="fpga_device", default=argparse.SUPPRESS, choices=_device_names(),
-                       help="fit the accelerator to this FPGA: the fastest folding whose estimated DSPs, block RAM "
-                            "and logic fit it (with --multipliers N: that budget, checked against the device)")
-    group.add_argument("--measure", dest="fpga_measure", action="store_true",
-                       help="compile: also measure latency, interval and busy cycles in Verilator")
+MEASURE_SAMPLES = 4  # inferences back to back for `measure` (the steady state shows from the second)
 
 
-def _device_names() -> list[str]:
-    from ..synth.devices import DEVICES
+@dataclass(frozen=True)
+class FpgaOptions:
+    """How the accelerator is folded and checked.
 
-    return list(DEVICES)
+    `device`: fit it to this FPGA (the fastest folding whose estimated resources fit); `multipliers`:
+    the multiplier budget the layers share (with a device: that budget, checked against it);
+    `folds`: `LAYER=PE,SIMD` engines of their own; `measure`: also measure latency, interval and
+    busy cycles in Verilator.
+    """
+
+    device: str | None = None
+    multipliers: int | None = None
+    folds: tuple[str, ...] = ()
+    measure: bool = False
+
+    def __post_init__(self):
+        if self.device is not None and self.device not in DEVICES:
+            raise InvalidOptionError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
+        if self.multipliers is not None and self.multipliers < 1:
+            raise InvalidOptionError(f"--multipliers must be >= 1, not {self.multipliers}")
+        object.__setattr__(self, "folds", tuple(self.folds))
 
 
 # -- building blocks shared by emit, run_core, sim and the generated test bench ---------------
 
 
-def _fit(compiled_graph: Graph, args: argparse.Namespace) -> Fit | None:
-    """The device fit when --device is given (None otherwise)."""
-    device = getattr(args, "fpga_device", None)
-    if device is None:
+def _fit(graph: Graph, options: FpgaOptions) -> Fit | None:
+    """The device fit when a device is given (None otherwise)."""
+    if options.device is None:
         return None
-    folds = getattr(args, "fpga_folds", [])
-    budget = getattr(args, "fpga_multipliers", None)
-    return fit_budget(compiled_graph, device, budget, folds) if budget is not None else \
-        fit_device(compiled_graph, device, folds)
+    if options.multipliers is not None:
+        return fit_budget(graph, options.device, options.multipliers, options.folds)
+    return fit_device(graph, options.device, options.folds)
 
 
-def _plan(compiled_graph: Graph, args: argparse.Namespace, fit: Fit | None = None) -> Plan:
-    fit = fit or _fit(compiled_graph, args)
+def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | None = None) -> Plan:
+    fit = fit or _fit(graph, options)
     if fit is not None:
         return fit.plan
-    return make_plan(compiled_graph, budget=getattr(args, "fpga_multipliers", None),
-                     folds=getattr(args, "fpga_folds", []))
+    return make_plan(graph, budget=options.multipliers, folds=options.folds)
 
 
 def to_verilog(graph: Graph, plan: Plan) -> str:
@@ -98,15 +96,15 @@ def to_verilog(graph: Graph, plan: Plan) -> str:
     return verilog.convert(Standalone(Accelerator(graph, plan)), name=plan.top, emit_src=False)
 
 
-def _stderr_progress(prefix: str):
+def progress(prefix: str):
+    """A progress callback that logs `prefix: message` at NOTICE."""
     def show(message: str) -> None:
-        print(f"hwgen: {prefix}: {message}", file=sys.stderr, flush=True)
+        log.log(NOTICE, "%s: %s", prefix, message)
     return show
 
 
 def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace: bool = False, progress=None,
                       cache_dir: Path | None = None):
-    from ..hdl import perf_counters
     from ..sim.rtl import RtlAccelerator
 
     x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
@@ -156,7 +154,7 @@ def load_output(root: str | Path, *, trace: bool = False, progress=None) -> Outp
     return Output(root, irjson.load(root / "ir.json"), plan, data, trace, progress)
 
 
-def _require_verilator() -> None:
+def require_verilator() -> None:
     if shutil.which("verilator") is None:
         raise ToolchainError("verilator not found on PATH (install Debian's 'verilator' package, 5.006 or newer)")
 
@@ -178,6 +176,18 @@ def _measure(graph: Graph, accelerator, report: CycleReport, samples: int = MEAS
     return report.with_measurement(measured, counters)
 
 
+def report_files(report: CycleReport) -> dict[str, str]:
+    """report.json and report.txt of a cycle report."""
+    return {"report.json": json.dumps(report.to_json(), indent=1) + "\n", "report.txt": report.to_text() + "\n"}
+
+
+def cycles_line(run, samples: int, plan: Plan) -> str:
+    """One line on a simulation's cycles, against the model's interval."""
+    interval = "" if run.interval is None else f", interval {run.interval:,.1f} cycles/inference"
+    return (f"{samples} inference(s) in {run.cycles:,} cycles: first result after {run.latency:,} cycles{interval} "
+            f"(model: {plan.interval:,}); {run.cycles_per_second / 1e6:.1f} M cycles/s")
+
+
 # -- the backend protocol ----------------------------------------------------------------------
 
 
@@ -185,34 +195,28 @@ def _class_name(top: str) -> str:
     return "".join(part.capitalize() for part in top.split("_") if part) or "Accelerator"
 
 
-def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
-    from ..hdl import perf_counters
-    from ..hdl.accelerator import engine_programs
-
+def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
+    """The files of OUT/fpga/, by name."""
     graph = compiled.graph
-    fit = _fit(graph, args)
-    plan = _plan(graph, args, fit)
+    fit = _fit(graph, options)
+    plan = plan_for(graph, options, fit)
     if fit is not None:
-        print(f"hwgen: fpga: {fit.summary()}", file=sys.stderr)
+        log.log(NOTICE, "fpga: %s", fit.summary())
     verilog = to_verilog(graph, plan)
-    fpga = Path(out_dir) / "fpga"
-    fpga.mkdir(parents=True, exist_ok=True)
     verilog_file = f"{plan.top}.v"
-    (fpga / verilog_file).write_text(verilog)
-    counters = perf_counters(plan)
-    version = importlib.metadata.version("amaranth")
-    data = manifest(graph, plan, counters, verilog_file, version)
+    files: dict[str, str] = {verilog_file: verilog}
+    data = manifest(graph, plan, perf_counters(plan), verilog_file, importlib.metadata.version("amaranth"))
     data["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
     if fit is not None:
         data["device"] = fit.device.name
-    (fpga / "manifest.json").write_text(json.dumps(data, indent=1) + "\n")
+    files["manifest.json"] = json.dumps(data, indent=1) + "\n"
     if fit is not None:
-        (fpga / "resources.json").write_text(json.dumps(fit.to_json(), indent=1) + "\n")
+        files["resources.json"] = json.dumps(fit.to_json(), indent=1) + "\n"
     report = cycle_report(graph, plan, engine_programs(graph, plan))
-    if getattr(args, "fpga_measure", False):
-        _require_verilator()
-        report = _measure(graph, build_accelerator(graph, plan, verilog, progress=_stderr_progress("fpga")), report)
-    _write_report(fpga, report)
+    if options.measure:
+        require_verilator()
+        report = _measure(graph, build_accelerator(graph, plan, verilog, progress=progress("fpga")), report)
+    files.update(report_files(report))
     x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
     context = dict(
         version=importlib.metadata.version("hwgen"), model_name=graph.name, top=plan.top,
@@ -220,89 +224,22 @@ def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
         in_desc=f"{x.dtype}{list(x.shape)}, {plan.input_lanes} per word",
         out_desc=f"{y.dtype}{list(y.shape)}, {plan.output_lanes} per word",
         seeds=[0, 1], batch=3)
-    (fpga / "accelerator.py").write_text(render("fpga", "accelerator.py.j2", context))
-    (fpga / "test_accelerator.py").write_text(render("fpga", "test_accelerator.py.j2", context))
+    files["accelerator.py"] = render("fpga", "accelerator.py.j2", context)
+    files["test_accelerator.py"] = render("fpga", "test_accelerator.py.j2", context)
+    return {name: text.encode() for name, text in files.items()}
 
 
-def _report_files(report: CycleReport) -> dict[str, str]:
-    return {"report.json": json.dumps(report.to_json(), indent=1) + "\n", "report.txt": report.to_text() + "\n"}
-
-
-def _write_report(fpga: Path, report: CycleReport) -> None:
-    for name, text in _report_files(report).items():
-        (fpga / name).write_text(text)
-
-
-def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, np.ndarray]:
-    _require_verilator()
+def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], options: FpgaOptions) -> dict[str, np.ndarray]:
+    """The integer core on the Verilated accelerator."""
+    require_verilator()
     graph = compiled.graph
-    plan = _plan(graph, args)
-    progress = _stderr_progress("rtl")
-    accelerator = build_accelerator(graph, plan, to_verilog(graph, plan), progress=progress)
-    run = accelerator.run(inputs[graph.inputs[0]], progress=progress)
-    _print_cycles(run, len(inputs[graph.inputs[0]]), plan)
+    plan = plan_for(graph, options)
+    show = progress("rtl")
+    accelerator = build_accelerator(graph, plan, to_verilog(graph, plan), progress=show)
+    x = inputs[graph.inputs[0]]
+    run = accelerator.run(x, progress=show)
+    show(cycles_line(run, len(x), plan))
     return {graph.outputs[0]: run.outputs}
-
-
-def _print_cycles(run, samples: int, plan: Plan, prefix: str = "rtl") -> None:
-    interval = "" if run.interval is None else f", interval {run.interval:,.1f} cycles/inference"
-    print(f"hwgen: {prefix}: {samples} inference(s) in {run.cycles:,} cycles: first result after {run.latency:,} "
-          f"cycles{interval} (model: {plan.interval:,}); {run.cycles_per_second / 1e6:.1f} M cycles/s",
-          file=sys.stderr)
-
-
-# -- hwgen sim OUT ------------------------------------------------------------------------------
-
-
-def register_commands(subparsers) -> None:
-    p = subparsers.add_parser("sim", help="simulate a compiled FPGA accelerator in Verilator against the golden "
-                                          "model", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("out", type=Path, metavar="OUT", help="a directory written by hwgen compile --target fpga")
-    p.add_argument("--input", type=Path, required=True, metavar="X.npy",
-                   help="input array (.npy) in the model's ONNX layout, or arrays named as its inputs (.npz)")
-    p.add_argument("--trace", type=Path, default=None, metavar="OUT.fst", help="write an FST waveform")
-    p.add_argument("--stall", type=float, default=0.0, metavar="P",
-                   help="stall both streams at random with probability P (0 <= P < 1)")
-    p.set_defaults(func=cmd_sim)
-
-
-def cmd_sim(args: argparse.Namespace) -> int:
-    from ..arrays import load_inputs
-
-    if not 0.0 <= args.stall < 1.0:
-        raise InvalidOptionError(f"--stall must be in [0, 1), not {args.stall}")
-    _require_verilator()
-    progress = _stderr_progress("sim")
-    out = load_output(args.out, trace=args.trace is not None, progress=progress)
-    graph = out.graph
-    feeds = load_inputs(args.input, graph)
-    captured = {}
-
-    def core(inputs):
-        run = out.accelerator.run(inputs[graph.inputs[0]], stall_prob=args.stall, trace_path=args.trace,
-                                  progress=progress)
-        captured["run"], captured["inputs"] = run, inputs
-        return {graph.outputs[0]: run.outputs}
-
-    rtl = golden.run_model(graph, feeds, core=core)
-    run, inputs = captured["run"], captured["inputs"]
-    expected = golden.run_graph(graph, inputs)[graph.outputs[0]]
-    samples = len(inputs[graph.inputs[0]])
-    _print_cycles(run, samples, out.plan, "sim")
-    for name, y in rtl.items():
-        print(f"{name}: {np.array2string(y, threshold=64)}")
-    if not np.array_equal(run.outputs, expected):
-        bad = int(np.count_nonzero(run.outputs != expected))
-        print(f"hwgen: sim: MISMATCH: {bad} of {expected.size} outputs differ from the golden model", file=sys.stderr)
-        return 1
-    print(f"hwgen: sim: {samples} inference(s) equal to the golden model, bit for bit", file=sys.stderr)
-    if args.stall == 0.0 and args.trace is None:
-        with reading(out.fpga / "report.json"):
-            report = report_from_json(read_json(out.fpga / "report.json"))
-        measured, counters, _ = measure(graph, out.accelerator, inputs[graph.inputs[0]])
-        update_files(out.root, {f"fpga/{name}": text.encode()
-                                for name, text in _report_files(report.with_measurement(measured, counters)).items()})
-    return 0
 
 
 def describe(out_dir: str | Path) -> str | None:

@@ -1,47 +1,53 @@
 """RISC-V Vector target: `hwgen compile --target rvv` and `hwgen run --backend rvv`.
 
-`compile` writes OUT/rvv/: model.h, model.c, kernels.h (RVV 1.0 intrinsics with
+`emit` makes the files of OUT/rvv/: model.h, model.c, kernels.h (RVV 1.0 intrinsics with
 scalar fallbacks), main.c (a host test program), a Makefile, test vectors from the
 golden model, and report.json. When clang-19 and qemu-riscv64 are installed it
 also measures instruction counts per layer at VLEN 128, 256 and 512 for the report
-(skip with --rvv-no-count); without them the report says why it has no counts.
-`run` builds the test program (cached) and runs all samples in one QEMU process.
+(unless `count=False`); without them the report says why it has no counts.
+`run_core` builds the test program (cached) and runs all samples in one QEMU process.
 """
 
 from __future__ import annotations
 
-import argparse
+import io
 import json
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import golden
 from ..compiler import Compiled
-from ..errors import ToolchainError
+from ..errors import InvalidOptionError, ToolchainError
 from ..ir import Graph
+from ..logs import get_logger
 from ..names import identifier, terminal
 from ..outdir import read_json, reading
 from ..rvv import measure, program
 from ..rvv.codegen import Generated, generate
 from ..sim import qemu
 
-__all__ = ["add_arguments", "emit", "run_core", "describe", "generate_for", "test_inputs"]
+__all__ = ["RvvOptions", "emit", "run_core", "describe", "generate_for", "test_inputs", "VLEN_CHOICES"]
 
-log = logging.getLogger("hwgen.rvv")
+log = get_logger("rvv")
 
 #: Samples in OUT/rvv/test_input.bin (random, seeded), checked by `make check`.
 TEST_SAMPLES = 4
 VLEN_CHOICES = (128, 256, 512, 1024)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("RISC-V vector backend (--target rvv, --backend rvv)")
-    group.add_argument("--vlen", dest="rvv_vlen", type=int, choices=VLEN_CHOICES, default=128,
-                       help="VLEN of the simulated vector unit for `hwgen run --backend rvv`")
-    group.add_argument("--rvv-no-count", dest="rvv_no_count", action="store_true",
-                       help="compile: do not measure instruction counts under QEMU for rvv/report.json")
+@dataclass(frozen=True)
+class RvvOptions:
+    """`vlen`: the simulated vector unit's VLEN when running; `count`: measure instruction counts
+    under QEMU at compile time for rvv/report.json."""
+
+    vlen: int = 128
+    count: bool = True
+
+    def __post_init__(self):
+        if self.vlen not in VLEN_CHOICES:
+            raise InvalidOptionError(f"--vlen must be one of {', '.join(map(str, VLEN_CHOICES))}, not {self.vlen}")
 
 
 def generate_for(compiled: Compiled) -> Generated:
@@ -64,22 +70,20 @@ def _missing_tools() -> str | None:
     return f"RVV toolchain incomplete, missing: {', '.join(missing)}" if missing else None
 
 
-def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
+def emit(compiled: Compiled, options: RvvOptions) -> dict[str, bytes]:
+    """The files of OUT/rvv/, by name."""
     generated = generate_for(compiled)
-    out = out_dir / "rvv"
-    program.write_sources(generated, out)
+    files = {name: text.encode() for name, text in generated.files.items()}
     inputs = test_inputs(compiled.graph)
-    with open(out / "test_input.bin", "wb") as x_file, open(out / "test_expected.bin", "wb") as y_file:
-        for i in range(TEST_SAMPLES):  # one sample at a time: large models' test vectors stay small in memory
-            sample = {name: x[i:i + 1] for name, x in inputs.items()}
-            x_file.write(program.encode_inputs(generated.inputs, sample)[0])
-            y_file.write(program.encode_inputs(generated.outputs, golden.run_graph(compiled.graph, sample))[0])
+    x_file, y_file = io.BytesIO(), io.BytesIO()
+    for i in range(TEST_SAMPLES):  # one sample at a time: large models' test vectors stay small in memory
+        sample = {name: x[i:i + 1] for name, x in inputs.items()}
+        x_file.write(program.encode_inputs(generated.inputs, sample)[0])
+        y_file.write(program.encode_inputs(generated.outputs, golden.run_graph(compiled.graph, sample))[0])
+    files["test_input.bin"], files["test_expected.bin"] = x_file.getvalue(), y_file.getvalue()
 
     counts, reason = [], None
-    if getattr(args, "rvv_no_count", False):
-        reason = "skipped (--rvv-no-count)"
-    else:
-        reason = _missing_tools()
+    reason = "skipped (--rvv-no-count)" if not options.count else _missing_tools()
     if reason is None:
         first = {name: x[:1] for name, x in inputs.items()}
         counts = [measure.count(generated, first, vlen=vlen) for vlen in measure.VLENS]
@@ -88,17 +92,18 @@ def emit(compiled: Compiled, out_dir: Path, args: argparse.Namespace) -> None:
         log.info("rvv: no instruction counts: %s", reason)
     report = measure.report_json(generated, compiled.report.totals["macs"], counts, source=compiled.source.name,
                                  not_counted=reason)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    files["report.json"] = (json.dumps(report, indent=1) + "\n").encode()
+    return files
 
 
-def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], args: argparse.Namespace) -> dict[str, np.ndarray]:
+def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], options: RvvOptions) -> dict[str, np.ndarray]:
+    """The integer core as the generated C, built for RVV and run under QEMU at `options.vlen`."""
     reason = _missing_tools()
     if reason is not None:
         raise ToolchainError(f"hwgen run --backend rvv needs clang-19 and qemu-riscv64: {reason}")
-    vlen = getattr(args, "rvv_vlen", 128)
-    result = program.run(generate_for(compiled), inputs, vlen=vlen)
+    result = program.run(generate_for(compiled), inputs, vlen=options.vlen)
     log.info("rvv: ran %d sample(s) of %s at VLEN %d", next(iter(inputs.values())).shape[0],
-             identifier(compiled.source.stem), vlen)
+             identifier(compiled.source.stem), options.vlen)
     return result.outputs
 
 

@@ -4,7 +4,7 @@ Regenerate with `.venv/bin/python bench/calibrate_resources.py` (synthesizes the
 or `.venv/bin/python bench/calibrate_resources.py --refit` (refits bench/resource_calibration.csv).
 Fitted on 16 designs x 2 families: dense_b16_lut8, dense_b2, dense_b32, dense_b8, dense_b8_lut4,
 mobilenet_b16, mobilenet_b16_lut8, mobilenet_b2, mobilenet_b32, mobilenet_b4, mobilenet_unstruct_b8,
-pruned_b16, pruned_b4, pruned_pt_b8, pt_b8, unstruct_b8. Kinds not in the set: avgpool (as gap),
+pruned_b16, pruned_b4, pruned_pt_b8, pt_b8, unstruct_b8. Kinds not in the set: avgpool (as global_avgpool),
 requantize (as add), concat (as maxpool).
 LOGIC[family][kind]["lut"|"ff"][feature]: LUT4s / flip-flops per unit of each feature of
 resources.unit_features (features absent cost nothing); MEMORY[family]: resources.memory_logic's
@@ -31,7 +31,7 @@ LOGIC = {
             'lut': {'const': 60.46, 'lane_bits': 2.64, 'requant_bits': 0.7663},
             'ff': {'const': 59.42, 'lane_bits': 4.032, 'requant_bits': 0.8119},
         },
-        'gap': {
+        'global_avgpool': {
             'lut': {'const': 60.46, 'lane_bits': 2.64, 'requant_bits': 0.7663},
             'ff': {'const': 59.42, 'lane_bits': 4.032, 'requant_bits': 0.8119},
         },
@@ -69,7 +69,7 @@ LOGIC = {
             'lut': {'const': 30.79, 'requant_bits': 0.3805},
             'ff': {'const': 55.16, 'lane_bits': 3.704, 'requant_bits': 0.7566},
         },
-        'gap': {
+        'global_avgpool': {
             'lut': {'const': 30.79, 'requant_bits': 0.3805},
             'ff': {'const': 55.16, 'lane_bits': 3.704, 'requant_bits': 0.7566},
         },

@@ -22,10 +22,10 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..devices import DEVICES, Device, Family
 from ..errors import HwgenError
 from ..ir import Graph
-from ..synth.devices import DEVICES, Device, Family
-from .plan import WINDOW_SLACK_ROWS, Plan, make_plan
+from .plan import WINDOW_SLACK_ROWS, Plan, engine_programs, make_plan
 from .resources import Estimate, bram_blocks, estimate, lane_in_dsp, memories, place_memories
 
 __all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice"]
@@ -110,7 +110,6 @@ class _Plans:
         self._cache: dict[int, tuple[Plan, dict]] = {}
 
     def get(self, budget: int) -> tuple[Plan, dict]:
-        from ..hdl.accelerator import engine_programs  # noqa: PLC0415
 
         if budget not in self._cache:
             plan = make_plan(self.graph, budget=budget, folds=self.folds)

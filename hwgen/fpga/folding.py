@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import InvalidOptionError
-from ..ir import MAC_OPS, Graph, Node
+from ..ir import Graph, Node
 from ..names import identifier
 from .geometry import fan_in, needs_window
 from .schedule import steps_per_pixel
@@ -99,7 +99,7 @@ class MacLayer:
 def mac_layers(graph: Graph) -> list[MacLayer]:
     layers = []
     for node in graph.nodes:
-        if isinstance(node, MAC_OPS):
+        if node.weighted:
             out = graph.tensor(node.output)
             taps = node.kernel[0] * node.kernel[1] if needs_window(node) else 1
             layers.append(MacLayer(node, math.prod(out.shape[:-1]), taps))

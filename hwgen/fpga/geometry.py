@@ -17,26 +17,7 @@ import numpy as np
 
 from ..ir import Conv2d, Dense, Graph, Node
 
-__all__ = ["MacGeometry", "mac_geometry", "needs_window", "fan_in", "vector_length"]
-
-
-def needs_window(node: Node) -> bool:
-    """Whether a Conv2d needs a window generator (anything but a plain 1x1 convolution)."""
-    return isinstance(node, Conv2d) and (node.kernel != (1, 1) or node.stride != (1, 1) or any(node.pads))
-
-
-def fan_in(node: Node) -> int:
-    """K: the number of weights feeding one output channel."""
-    return int(node.weights[0].size)
-
-
-def vector_length(node: Node, graph: Graph) -> int:
-    """Entries of the input vector per output position (the window for a convolution)."""
-    x = graph.tensor(node.inputs[0])
-    if isinstance(node, Conv2d):
-        kh, kw = node.kernel
-        return kh * kw * x.shape[-1] if needs_window(node) else x.shape[-1]
-    return x.shape[-1]
+__all__ = ["MacGeometry", "mac_geometry", "needs_window", "fan_in", "vector_length", "MATRICES"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,28 +41,70 @@ class MacGeometry:
         return int(np.count_nonzero(self.weights))
 
 
+class _ConvMatrix:
+    """A Conv2d: its vector is a window (channel chunk, ky, kx, lane), or for a plain 1x1
+    convolution the input pixel itself."""
+
+    def needs_window(self, node: Conv2d) -> bool:
+        return node.kernel != (1, 1) or node.stride != (1, 1) or any(node.pads)
+
+    def vector_length(self, node: Conv2d, graph: Graph) -> int:
+        kh, kw = node.kernel
+        c = graph.tensor(node.inputs[0]).shape[-1]
+        return kh * kw * c if self.needs_window(node) else c
+
+    def geometry(self, node: Conv2d, graph: Graph, lanes: int, w: np.ndarray, pixels: int) -> MacGeometry:
+        cout, k = w.shape
+        cin = graph.tensor(node.inputs[0]).shape[-1]
+        kh, kw = node.kernel
+        taps = kh * kw
+        cg = cin // node.groups
+        group = np.arange(cout) // (cout // node.groups)            # (Cout,)
+        j = np.arange(k)
+        tap, c_local = j // cg, j % cg                               # (K,)
+        channel = group[:, None] * cg + c_local[None, :]             # (Cout, K)
+        if self.needs_window(node):
+            if cin % lanes:
+                raise ValueError(f"{lanes} lanes do not divide {cin} channels")
+            entry = ((channel // lanes) * taps + tap[None, :]) * lanes + channel % lanes
+            return MacGeometry(node.name, w, entry, taps * cin, pixels)
+        return MacGeometry(node.name, w, channel, cin, pixels)
+
+
+class _DenseMatrix:
+    """A Dense layer: its vector is the input row, read straight off the stream."""
+
+    def needs_window(self, node: Dense) -> bool:
+        return False
+
+    def vector_length(self, node: Dense, graph: Graph) -> int:
+        return graph.tensor(node.inputs[0]).shape[-1]
+
+    def geometry(self, node: Dense, graph: Graph, lanes: int, w: np.ndarray, pixels: int) -> MacGeometry:
+        cout, k = w.shape
+        return MacGeometry(node.name, w, np.array(np.broadcast_to(np.arange(k), (cout, k))), k, pixels)
+
+
+#: op type -> how its weights meet its input (the weighted ops of the IR).
+MATRICES = {Conv2d: _ConvMatrix(), Dense: _DenseMatrix()}
+
+
+def needs_window(node: Node) -> bool:
+    """Whether the node needs a window generator (any convolution but a plain 1x1)."""
+    return MATRICES[type(node)].needs_window(node)
+
+
+def fan_in(node: Node) -> int:
+    """K: the number of weights feeding one output channel."""
+    return int(node.weights[0].size)
+
+
+def vector_length(node: Node, graph: Graph) -> int:
+    """Entries of the input vector per output position (the window for a convolution)."""
+    return MATRICES[type(node)].vector_length(node, graph)
+
+
 def mac_geometry(node: Node, graph: Graph, lanes: int) -> MacGeometry:
     """The matrix view of a Conv2d or Dense node whose input vector arrives `lanes` per word."""
-    out = graph.tensor(node.output)
-    pixels = math.prod(out.shape[:-1])
-    cout = node.out_channels
-    w = node.weights.reshape(cout, -1)
-    k = w.shape[1]
-    if isinstance(node, Dense):
-        entry = np.broadcast_to(np.arange(k), (cout, k))
-        return MacGeometry(node.name, w, np.array(entry), k, pixels)
-    assert isinstance(node, Conv2d)
-    cin = graph.tensor(node.inputs[0]).shape[-1]
-    kh, kw = node.kernel
-    taps = kh * kw
-    cg = cin // node.groups
-    group = np.arange(cout) // (cout // node.groups)            # (Cout,)
-    j = np.arange(k)
-    tap, c_local = j // cg, j % cg                               # (K,)
-    channel = group[:, None] * cg + c_local[None, :]             # (Cout, K)
-    if needs_window(node):
-        if cin % lanes:
-            raise ValueError(f"{lanes} lanes do not divide {cin} channels")
-        entry = ((channel // lanes) * taps + tap[None, :]) * lanes + channel % lanes
-        return MacGeometry(node.name, w, entry, taps * cin, pixels)
-    return MacGeometry(node.name, w, channel, cin, pixels)
+    pixels = math.prod(graph.tensor(node.output).shape[:-1])
+    return MATRICES[type(node)].geometry(node, graph, lanes, node.weights.reshape(node.out_channels, -1), pixels)

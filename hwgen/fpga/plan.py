@@ -15,23 +15,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from ..errors import InvalidOptionError, UnsupportedModelError
-from ..ir import MAC_OPS, Add, Concat, Conv2d, Dense, Graph, Node, Reshape
+from ..ir import OP_BY_NAME, Graph, Node
 from ..names import identifier, unique_identifiers
-from .cycles import has_window, stream_words, unit_busy, window_busy
 from .folding import DEFAULT_MULTIPLIERS, Fold, balance, context_fold, mac_layers, parse_folds
-from .geometry import vector_length
-from .program import min_requantizers
-from .schedule import fold_steps
+from .geometry import mac_geometry
+from .hardware import WINDOW_SLACK_ROWS, MemoryKind
+from .program import EngineProgram, LayerProgram, compile_engine, min_requantizers
+from .schedule import build_schedule, fold_steps
+from .units import unit
 
 __all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "Link", "make_plan", "check_supported", "plan_to_json",
-           "plan_from_json", "tensor_links", "PLAN_FORMAT"]
+           "plan_from_json", "tensor_links", "PLAN_FORMAT", "WINDOW_SLACK_ROWS", "PerfCounter", "perf_counters",
+           "engine_programs"]
 
 PLAN_FORMAT = "hwgen-fpga-plan/2"
-
-#: Line buffer rows beyond those a window needs, so a producer can run ahead of a consumer that
-#: shares its engine with other layers (measured; see `hwgen.hdl.engine`). Device fitting may
-#: drop them to save block RAM.
-WINDOW_SLACK_ROWS = 4
 
 #: Every unit but the engines gets lanes enough to need at most this fraction of the engines'
 #: interval, so the engines stay the bottleneck.
@@ -83,7 +80,7 @@ class Plan:
     engines: tuple[EngineSpec, ...]
     layers: tuple[LayerSpec, ...]
     branches: tuple[BranchSpec, ...]
-    placements: tuple[tuple[str, str], ...] = ()  # (memory, "bram" | "lutram" | "logic"); others: yosys chooses
+    placements: tuple[tuple[str, MemoryKind], ...] = ()  # (memory, where it goes); others: yosys chooses
     window_slack: int = WINDOW_SLACK_ROWS          # line buffer rows beyond what windows need
 
     def layer(self, node: str) -> LayerSpec:
@@ -92,7 +89,7 @@ class Plan:
                 return spec
         raise KeyError(node)
 
-    def placed(self, prefix: str) -> dict[str, str]:
+    def placed(self, prefix: str) -> dict[str, MemoryKind]:
         """Placements of the memories named `prefix`.<local name>, by local name."""
         return {name[len(prefix) + 1:]: kind for name, kind in self.placements if name.startswith(prefix + ".")}
 
@@ -131,75 +128,16 @@ def check_supported(graph: Graph) -> None:
     if graph.outputs[0] in graph.inputs:
         raise UnsupportedModelError("the graph output is its input: nothing to compute")
     for node in graph.nodes:
-        if isinstance(node, MAC_OPS) and node.requant is None:
-            raise UnsupportedModelError("the raw accumulator is the output (ConvInteger / MatMulInteger); the "
-                                        "FPGA accelerator streams requantized outputs only", node=node.name, op=node.op)
-        if isinstance(node, Dense) and node.weights.ndim != 2:
-            raise UnsupportedModelError(f"stacked weight matrices {node.weights.shape} are not supported on the "
-                                        "FPGA", node=node.name, op=node.op)
-        if isinstance(node, Concat) and node.axis % len(graph.tensor(node.output).shape) != \
-                len(graph.tensor(node.output).shape) - 1:
-            raise UnsupportedModelError("the FPGA accelerator concatenates along the channel (last) axis only",
-                                        node=node.name, op=node.op)
+        reason = unit(node).refusal(node, graph)
+        if reason is not None:
+            raise UnsupportedModelError(reason, node=node.name, op=node.op)
 
 
 # -- lanes ------------------------------------------------------------------------------------------
 
 
-def _smallest_fitting(n: int, words_for, target: int | None) -> int:
-    """The smallest divisor d of n with words_for(d) <= target (n if none, or no target)."""
-    if target is None:
-        return n
-    for d in range(1, n + 1):
-        if n % d == 0 and words_for(d) <= target:
-            return d
-    return n
-
-
-def _in_lanes(node: Node, graph: Graph, target: int | None, fold: Fold | None = None) -> int:
-    x = graph.tensor(node.inputs[0])
-    if isinstance(node, MAC_OPS):
-        return _mac_lanes(node, graph, target, fold)
-    if has_window(node):
-        c = x.shape[-1]
-        return _smallest_fitting(c, lambda d: max(window_busy(node, graph, d), x.size // d), target)
-    if isinstance(node, Concat):
-        g = math.gcd(*(graph.tensor(t).shape[-1] for t in node.inputs))
-        return _smallest_fitting(g, lambda d: stream_words(graph, node.output, d), target)
-    return _smallest_fitting(x.shape[-1], lambda d: x.size // d, target)
-
-
-def _mac_lanes(node: Node, graph: Graph, target: int | None, fold: Fold) -> int:
-    """Input lanes of a MAC layer: fast enough, and aligned with the engine's reads where possible.
-
-    With SIMD dividing the channels a step reads (every channel of a dense layer, a group's for a
-    grouped convolution), words of SIMD channels give each step one buffer word, so lanes share
-    one read port and need no element select. A depthwise layer's PEs read PE neighbouring
-    channels of one tap: words of PE channels do the same for them.
-    """
-    x = graph.tensor(node.inputs[0])
-    window = has_window(node)
-    n = x.shape[-1] if window else vector_length(node, graph)
-    words = (lambda d: max(window_busy(node, graph, d), x.size // d)) if window else (lambda d: x.size // d)
-    fastest = _smallest_fitting(n, words, target)
-    weights = node.weights.reshape(node.out_channels, -1)
-    if (fold_steps(weights, fold.pe, fold.simd) < -(-weights.shape[1] // fold.simd)).any():
-        return fastest  # zero weights skipped: lanes read scattered entries, wide words do not help
-    group = x.shape[-1] // node.groups if isinstance(node, Conv2d) else n
-    align = fold.pe if group == 1 else fold.simd if group % fold.simd == 0 else 1
-    for d in range(fastest, n + 1):
-        if n % d == 0 and d % align == 0:
-            return d
-    return fastest
-
-
 def _check_lanes(node: Node, graph: Graph, lanes: int) -> None:
-    if isinstance(node, Concat):
-        channels = math.gcd(*(graph.tensor(t).shape[-1] for t in node.inputs))
-    elif isinstance(node, MAC_OPS) and not has_window(node):
-        channels = vector_length(node, graph)
-    else:
-        channels = graph.tensor(node.inputs[0]).shape[-1]
+    channels = unit(node).lane_channels(node, graph)
     if lanes < 1 or channels % lanes:
         raise InvalidOptionError(f"{lanes} lanes do not divide the {channels} channels of {node.name!r}")
 
@@ -239,31 +177,32 @@ def make_plan(graph: Graph, *, budget: int | None = None, folds: Sequence[str] =
         engines.append(EngineSpec(name, physical, choice.layers, choice.pinned, min_requantizers(contexts),
                                   lut_lanes.get(name, 0)))
 
-    engine_busy = {e.name: sum(unit_busy(graph.node(n), graph, 1, fold_of[n]) for n in e.layers) for e in engines}
+    engine_busy = {e.name: sum(unit(graph.node(n)).busy(graph.node(n), graph, 1, fold_of[n]) for n in e.layers)
+                   for e in engines}
     target = max(1, int(max(engine_busy.values()) * RATE_MARGIN)) if engines else None
     idents = dict(zip([n.name for n in graph.nodes], unique_identifiers([n.name for n in graph.nodes], "layer")))
 
     specs: list[LayerSpec] = []
     produced = {graph.inputs[0]: None}  # tensor -> lanes it is produced at (None: the top input)
     for node in graph.nodes:
-        if isinstance(node, Reshape):
+        u = unit(node)
+        if node.is_view:
             src = produced[node.inputs[0]]
             last = graph.tensor(node.output).shape[-1]
             width = src if src is not None and last % src == 0 else math.gcd(src or last, last)
             specs.append(LayerSpec(node.name, idents[node.name], node.op, (width,), width, False, None, None, 0, 0))
             produced[node.output] = width
             continue
+        fold = fold_of.get(node.name)
         width = lanes.pop(node.name, None)
         if width is None:
-            width = _in_lanes(node, graph, target, fold_of.get(node.name))
+            width = u.choose_lanes(node, graph, target, fold)
         _check_lanes(node, graph, width)
-        fold = fold_of.get(node.name)
-        out_lanes = fold.pe if fold is not None else width
-        busy = unit_busy(node, graph, width, fold)
-        window = has_window(node)
-        specs.append(LayerSpec(node.name, idents[node.name], node.op, (width,) * len(node.inputs), out_lanes, window,
-                               engine_of.get(node.name), fold, busy, window_busy(node, graph, width) if window else 0))
-        produced[node.output] = out_lanes
+        window = u.window(node, graph)
+        specs.append(LayerSpec(node.name, idents[node.name], node.op, (width,) * len(node.inputs),
+                               u.out_lanes(width, fold), window is not None, engine_of.get(node.name), fold,
+                               u.busy(node, graph, width, fold), window.words(node, graph, width) if window else 0))
+        produced[node.output] = specs[-1].out_lanes
     if lanes:
         raise InvalidOptionError(f"lanes given for unknown nodes: {sorted(lanes)}")
 
@@ -290,7 +229,7 @@ def _branches(graph: Graph, specs: dict[str, LayerSpec], input_lanes: int) -> tu
         whole = graph.tensor(name).size // lanes + BRANCH_WORDS
         for consumer, _ in readers:
             node = graph.node(consumer) if consumer else None
-            join = isinstance(node, (Add, Concat)) and sum(inp == name for inp in node.inputs) == 1
+            join = node is not None and len(node.inputs) > 1 and sum(inp == name for inp in node.inputs) == 1
             branches.append(BranchSpec(name, consumer, whole if join else BRANCH_WORDS))
     return tuple(branches)
 
@@ -315,13 +254,13 @@ def tensor_links(graph: Graph, plan: Plan) -> list[Link]:
     produced = {graph.inputs[0]: plan.input_lanes}
     root_of = {}
     for node in graph.nodes:
-        if isinstance(node, Reshape):
+        if node.is_view:
             root_of[node.output] = root_of.get(node.inputs[0], node.inputs[0])
         else:
             produced[node.output] = plan.layer(node.name).out_lanes
     readers: dict[str, list] = {}
     for node in graph.nodes:
-        if isinstance(node, Reshape):
+        if node.is_view:
             continue
         spec = plan.layer(node.name)
         for k, inp in enumerate(node.inputs):
@@ -356,6 +295,39 @@ def plan_from_json(d: Mapping) -> Plan:
     layers = tuple(LayerSpec(s["node"], s["ident"], s["op"], tuple(s["in_lanes"]), s["out_lanes"], s["window"],
                              s["engine"], fold(s["fold"]), s["busy"], s["window_busy"]) for s in d["layers"])
     branches = tuple(BranchSpec(b["tensor"], b["consumer"], b["words"]) for b in d["branches"])
-    placements = tuple((name, kind) for name, kind in d["placements"])
+    placements = tuple((name, MemoryKind(kind)) for name, kind in d["placements"])
     return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], d["output_lanes"], engines, layers, branches,
                 placements, d["window_slack"])
+
+
+# -- what the hardware is built from ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerfCounter:
+    kind: str   # "layer": a node's unit (engine steps for MAC layers); "window": its window generator;
+                # "engine": an engine's busy cycles (any of its layers)
+    name: str   # node name or engine name
+
+
+def perf_counters(plan: Plan) -> list[PerfCounter]:
+    """The accelerator's busy-cycle counters, in the order of its `perf` port."""
+    counters = [PerfCounter("layer", s.node) for s in plan.layers if not OP_BY_NAME[s.op].is_view]
+    counters += [PerfCounter("window", s.node) for s in plan.layers if s.window]
+    counters += [PerfCounter("engine", e.name) for e in plan.engines]
+    return counters
+
+
+def layer_program(node: Node, graph: Graph, plan: Plan) -> LayerProgram:
+    spec = plan.layer(node.name)
+    lanes = spec.in_lanes[0]
+    geom = mac_geometry(node, graph, lanes)
+    schedule = build_schedule(geom, spec.fold.pe, spec.fold.simd)
+    return LayerProgram(spec.ident, schedule, lanes, geom.vector, graph.tensor(node.inputs[0]).dtype,
+                        graph.tensor(node.output).dtype, node.bias, node.requant, node.acc)
+
+
+def engine_programs(graph: Graph, plan: Plan) -> dict[str, EngineProgram]:
+    """The compiled program of every engine, by engine name."""
+    return {e.name: compile_engine([layer_program(graph.node(n), graph, plan) for n in e.layers],
+                                   e.fold.pe, e.fold.simd, e.requantizers) for e in plan.engines}

@@ -8,15 +8,13 @@ busy cycles instead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
+from ..ir import Graph
 from ..names import terminal
-from ..ir import MAC_OPS, Graph
 from .plan import Plan
+from .units import unit_of_op
 
 __all__ = ["LayerCycles", "EngineCycles", "Measured", "CycleReport", "cycle_report", "REPORT_FORMAT"]
 
@@ -103,12 +101,14 @@ class CycleReport:
 
     def to_text(self) -> str:
         head = ("layer", "op", "engine", "fold", "lanes in/out", "nz MACs", "busy (model)", "busy (measured)")
-        rows = [(terminal(l.node), l.op, l.engine or "-", l.fold or "-", f"{l.in_lanes}/{l.out_lanes}", f"{l.nonzero_macs:,}",
+        rows = [(terminal(l.node), l.op, l.engine or "-", l.fold or "-", f"{l.in_lanes}/{l.out_lanes}",
+                 f"{l.nonzero_macs:,}",
                  f"{l.expected_busy:,}", "-" if l.measured_busy is None else f"{l.measured_busy:,.0f}")
                 for l in self.layers]
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = lambda r: "  ".join(c.ljust(w) if i < 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-        out = [f"FPGA accelerator for {terminal(self.model)}", fmt(head), fmt(tuple("-" * w for w in widths)), *map(fmt, rows)]
+        out = [f"FPGA accelerator for {terminal(self.model)}", fmt(head), fmt(tuple("-" * w for w in widths)),
+               *map(fmt, rows)]
         out.append("")
         for e in self.engines:
             measured = "" if e.measured_busy is None else f", measured {e.measured_busy:,.0f}"
@@ -141,16 +141,15 @@ def cycle_report(graph: Graph, plan: Plan, programs: Mapping) -> CycleReport:
     """The model's numbers; `programs` are the engines' compiled programs (for their multipliers)."""
     nonzero = {}
     for node in graph.nodes:
-        if isinstance(node, MAC_OPS):
-            pixels = math.prod(graph.tensor(node.output).shape[:-1])
-            nonzero[node.name] = pixels * int(np.count_nonzero(node.weights))
+        if node.weighted:
+            nonzero[node.name] = node.macs(graph)[1]
     layers = tuple(LayerCycles(s.node, s.op, s.engine, str(s.fold) if s.fold else None, s.in_lanes[0], s.out_lanes,
                                nonzero.get(s.node, 0), s.busy) for s in plan.layers)
     engines = tuple(EngineCycles(e.name, str(e.fold), e.layers, programs[e.name].multipliers, e.fold.multipliers,
                                  sum(nonzero[n] for n in e.layers), plan.engine_busy(e.name)) for e in plan.engines)
-    requant = sum(e.fold.pe for e in plan.engines) + sum(s.out_lanes for s in plan.layers
-                                                         if s.op in ("AvgPool", "GlobalAvgPool", "Add", "Requantize"))
-    rescale = sum(2 * s.out_lanes for s in plan.layers if s.op == "Add")
+    requant = sum(e.fold.pe for e in plan.engines) + sum(unit_of_op(s.op).requantizers(s.out_lanes)
+                                                         for s in plan.layers)
+    rescale = sum(unit_of_op(s.op).rescalers(s.out_lanes) for s in plan.layers)
     return CycleReport(graph.name, plan.budget, plan.multipliers, sum(e.multipliers for e in engines), requant,
                        rescale, sum(nonzero.values()), plan.interval, layers, engines)
 

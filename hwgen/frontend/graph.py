@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +60,8 @@ class OnnxGraph:
             if not value.type.HasField("tensor_type"):
                 continue
             if tt.elem_type:
-                try:
+                with contextlib.suppress(KeyError, TypeError):  # a type numpy has no dtype for
                     dtypes[value.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
-                except (KeyError, TypeError):
-                    pass
             if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
                 shapes[value.name] = tuple(d.dim_value for d in tt.shape.dim)
         for name, arr in initializers.items():

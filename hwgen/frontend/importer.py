@@ -9,10 +9,10 @@ from ..errors import UnsupportedModelError
 from ..fixed import IntType
 from ..ir import Graph, HostQuantize, InputPort, Layout, OutputPort
 from .graph import OnnxGraph
+from .handlers import HANDLERS, REFUSALS, domain, supported
 from .lower import Act, Builder, LoweringConfig, ir_shape_of
 from .onnx_passes import add_output_dequantize
 from .values import Const, Deq, Pending, QConst, Value
-
 
 #: Element types of graph inputs hwgen accepts.
 SUPPORTED_DTYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "float16", "float32", "float64"}
@@ -118,8 +118,6 @@ class Importer:
     # -- the walk -----------------------------------------------------------------------
 
     def run(self) -> Graph:
-        from .handlers import HANDLERS, REFUSALS, domain, supported
-
         for node in self.g.nodes:  # ops refused outright explain the model's problem best
             if (domain(node), node.op_type) in REFUSALS:
                 REFUSALS[domain(node), node.op_type](self, node)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -67,10 +68,10 @@ def _check_graph_interface(model: onnx.ModelProto, where: str) -> None:
 def check_model(model: onnx.ModelProto, where: str = "model") -> onnx.ModelProto:
     """onnx.checker, then static shapes, then onnx shape inference."""
     _check_graph_interface(model, where)
-    try:  # graph outputs declared without a shape get one first (the checker demands it)
+    # graph outputs declared without a shape get one first (the checker demands it); on failure the
+    # checker and the strict inference below report the problem
+    with contextlib.suppress(onnx.shape_inference.InferenceError, RuntimeError):
         model = onnx.shape_inference.infer_shapes(model)
-    except (onnx.shape_inference.InferenceError, RuntimeError):
-        pass  # the checker and the strict inference below report the problem
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:

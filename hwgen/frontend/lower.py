@@ -16,8 +16,21 @@ import numpy as np
 from .. import fixed
 from ..errors import UnsupportedModelError
 from ..fixed import IntType, Rounding
-from ..ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, MaxPool, Node, Requant, Requantize,
-                  Reshape, Tensor, conv_output_hw)
+from ..ir import (
+    Add,
+    AvgPool,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    MaxPool,
+    Node,
+    Requant,
+    Requantize,
+    Reshape,
+    Tensor,
+    conv_output_hw,
+)
 from ..passes.accumulators import with_derived_accumulator
 
 #: Add aligns both operands on a grid 2**ADD_GRID_BITS finer than the coarser input step:
@@ -165,7 +178,7 @@ class Builder:
                 pairs.append(fixed.quantize_multiplier(float(real), self.config.multiplier_bits))
             except ValueError as exc:
                 raise UnsupportedModelError(str(exc), node=where, op=op) from None
-        if len({p for p in pairs}) == 1:
+        if len(set(pairs)) == 1:
             pairs = pairs[:1]
         return Requant(tuple(m for m, _ in pairs), tuple(s for _, s in pairs), out.zero_point,
                        out.lo, out.hi, self.config.rounding)

@@ -17,6 +17,7 @@ from ..errors import UnsupportedModelError
 from ..ir import HostTail
 from .graph import InputQuant, OnnxGraph, attribute
 from .lower import check_scales
+from .qonnx import QONNX_DOMAINS, quant_spec
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,6 @@ def fold_bias_add(graph: OnnxGraph) -> OnnxGraph:
 def strip_input_quantize(graph: OnnxGraph) -> OnnxGraph:
     """A float input consumed only by QuantizeLinear (or QONNX Quant) becomes an integer input; the
     host quantizes it."""
-    from .qonnx import QONNX_DOMAINS
 
     for name in list(graph.inputs):
         dtype = graph.dtypes.get(name)
@@ -262,7 +262,6 @@ def _strip_quantize_linear(graph: OnnxGraph, name: str, consumers: list[onnx.Nod
 
 def _strip_qonnx_quant(graph: OnnxGraph, name: str, consumers: list[onnx.NodeProto]) -> None:
     """Quant(x) = DQ(Q(x)): the host does Q; a DequantizeLinear of the new integer input stays."""
-    from .qonnx import quant_spec
 
     first = _merge_same_quantizers(graph, name, consumers)
     spec = quant_spec(first, lambda i: graph.initializers.get(first.input[i]) if i < len(first.input) else None)
@@ -318,6 +317,9 @@ def split_host_tail(graph: OnnxGraph) -> OnnxGraph:
     inputs = []
     for name in tail_inputs:
         dq = next(n for n in tail if name in n.input)
+        if any(p and not graph.is_const(p) for p in dq.input[1:]):
+            raise UnsupportedModelError("quantization parameters (scale, zero point) must be constants",
+                                        node=dq.name, op=dq.op_type)
         zp_dtype = graph.initializers[dq.input[2]].dtype if len(dq.input) > 2 and dq.input[2] else np.uint8
         graph.dtypes.setdefault(name, np.dtype(zp_dtype))
         inputs.append(value_info(name))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -17,9 +18,11 @@ import onnx
 from ..fixed import IntType, type_for_range
 from .attrs import check_kernel_shape, pool_geometry, window_geometry
 from .graph import attribute
-from .importer import Importer
 from .lower import Act, OutQuant, check_scales, ir_shape_of
 from .values import Const, Deq, Pending, QConst
+
+if TYPE_CHECKING:  # the importer calls these handlers
+    from .importer import Importer
 
 
 def _out_quant(ctx: Importer, node: onnx.NodeProto, scale_idx: int, zp_idx: int, lo=-math.inf, hi=math.inf,
@@ -28,6 +31,8 @@ def _out_quant(ctx: Importer, node: onnx.NodeProto, scale_idx: int, zp_idx: int,
     zp = ctx.const(node, zp_idx)
     if zp is not None and zp.size != 1:
         ctx.fail(node, "activations must be quantized per tensor (one zero point)")
+    if zp is not None and zp.dtype.kind not in "iu":
+        ctx.fail(node, f"quantizes to {zp.dtype}; hwgen quantizes to integers (8, 16 or 32 bits)")
     dtype = IntType.from_numpy(zp.dtype if zp is not None else default_dtype)
     if scale is None or not np.isfinite(scale) or scale <= 0:
         ctx.fail(node, f"scale must be a positive finite number, not {scale!r}")

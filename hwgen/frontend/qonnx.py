@@ -10,6 +10,7 @@ again a dequantized value. Bit widths below 8 become narrow IR types (u4, i2, ..
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -18,9 +19,11 @@ from .. import fixed
 from ..errors import UnsupportedModelError
 from ..fixed import IntType
 from .graph import attribute
-from .importer import Importer
 from .lower import OutQuant
 from .values import Const, Deq, Pending, QConst
+
+if TYPE_CHECKING:  # the importer calls these handlers
+    from .importer import Importer
 
 #: The domains QONNX's custom ops are exported under.
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn")
@@ -54,10 +57,11 @@ def quant_spec(node: onnx.NodeProto, const) -> QuantSpec:
     mode = attribute(node, "rounding_mode", "ROUND")
     if mode != "ROUND":
         fail(f"rounding_mode {mode!r}: hwgen supports ROUND (ties to even)")
-    if bits.size != 1 or bits.item() != int(bits.item()) or not 1 <= bits.item() <= 32:
+    if bits.size != 1 or not np.isfinite(bits.item()) or bits.item() != int(bits.item()) \
+            or not 1 <= bits.item() <= 32:
         fail(f"bit width {bits.reshape(-1)[:4].tolist()} must be one integer from 1 to 32")
-    if np.any(zero_point != np.round(zero_point)):
-        fail("a fractional zero point has no integer form")
+    if not np.all(np.isfinite(zero_point)) or np.any(zero_point != np.round(zero_point)):
+        fail(f"zero point {zero_point.reshape(-1)[:4].tolist()} must be integers")
     if np.any(scale <= 0) or not np.all(np.isfinite(scale)):
         fail("scales must be positive and finite")
     itype = IntType(int(bits.item()), bool(attribute(node, "signed", 1)))

@@ -7,15 +7,19 @@ com.microsoft contrib ops that onnxruntime's QOperator output really contains
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import onnx
 
 from .attrs import check_kernel_shape, pool_geometry, window_geometry
 from .graph import attribute
-from .importer import Importer
 from .lower import Act, OutQuant, check_scales
 from .qdq import _out_quant
 from .values import Const
+
+if TYPE_CHECKING:  # the importer calls these handlers
+    from .importer import Importer
 
 
 def _input(ctx: Importer, node: onnx.NodeProto, x_idx: int, scale_idx: int | None, zp_idx: int) -> tuple[Act, float]:

@@ -13,7 +13,7 @@ honoured) carrying tensors in raster order, channels last, `lanes` elements per 
   top-level module with its own clock and (asynchronous) reset, as in the emitted Verilog.
 """
 
-from .accelerator import Accelerator, PerfCounter, Standalone, perf_counters
+from .accelerator import Accelerator, Standalone
 from .elementwise import AddUnit, ConcatUnit, RequantizeUnit
 from .engine import MacEngine
 from .pool import AvgPoolUnit, GlobalAvgPoolUnit, MaxPoolUnit
@@ -22,7 +22,7 @@ from .streams import Fork, LaneConverter, OutputQueue, StreamFifo, element_shape
 from .window import WindowGenerator
 
 __all__ = [
-    "Accelerator", "Standalone", "PerfCounter", "perf_counters", "AddUnit", "ConcatUnit", "RequantizeUnit", "MacEngine",
+    "Accelerator", "Standalone", "AddUnit", "ConcatUnit", "RequantizeUnit", "MacEngine",
     "AvgPoolUnit", "GlobalAvgPoolUnit", "MaxPoolUnit", "requantize", "Fork", "LaneConverter", "OutputQueue",
     "StreamFifo", "element_shape", "word_layout", "word_stream", "WindowGenerator",
 ]

@@ -10,72 +10,21 @@ fork with one FIFO per branch wherever a tensor has several readers (see `plan.B
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from amaranth import ClockDomain, ClockSignal, Module, ResetSignal, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..fpga.geometry import mac_geometry
-from ..fpga.plan import Plan, tensor_links
-from ..fpga.program import LayerProgram, compile_engine
-from ..fpga.schedule import build_schedule
-from ..ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape,
-                  conv_output_hw)
+from ..fpga.hardware import COUNTER_BITS, JOIN_QUEUE_DEPTH
+from ..fpga.plan import Plan, engine_programs, perf_counters, tensor_links
+from ..fpga.units import unit
+from ..ir import Graph
 from ..names import identifier
-from .elementwise import AddUnit, ConcatUnit, RequantizeUnit
 from .engine import MacEngine
-from .pool import AvgPoolUnit, GlobalAvgPoolUnit, MaxPoolUnit
 from .streams import Fork, LaneConverter, StreamFifo, word_layout, word_stream
+from .units import BUILDERS
 from .window import WindowGenerator
 
-__all__ = ["Accelerator", "Standalone", "PerfCounter", "perf_counters", "engine_programs", "COUNTER_BITS"]
-
-COUNTER_BITS = 32
-
-
-@dataclass(frozen=True)
-class PerfCounter:
-    kind: str   # "layer": a node's unit (engine steps for MAC layers); "window": its window generator;
-                # "engine": an engine's busy cycles (any of its layers)
-    name: str   # node name or engine name
-
-
-def perf_counters(plan: Plan) -> list[PerfCounter]:
-    counters = [PerfCounter("layer", s.node) for s in plan.layers if s.op != "Reshape"]
-    counters += [PerfCounter("window", s.node) for s in plan.layers if s.window]
-    counters += [PerfCounter("engine", e.name) for e in plan.engines]
-    return counters
-
-
-def layer_program(node: Node, graph: Graph, plan: Plan) -> LayerProgram:
-    spec = plan.layer(node.name)
-    lanes = spec.in_lanes[0]
-    geom = mac_geometry(node, graph, lanes)
-    schedule = build_schedule(geom, spec.fold.pe, spec.fold.simd)
-    return LayerProgram(spec.ident, schedule, lanes, geom.vector, graph.tensor(node.inputs[0]).dtype,
-                        graph.tensor(node.output).dtype, node.bias, node.requant, node.acc)
-
-
-def engine_programs(graph: Graph, plan: Plan) -> dict:
-    """The compiled program of every engine, by engine name."""
-    return {e.name: compile_engine([layer_program(graph.node(n), graph, plan) for n in e.layers],
-                                   e.fold.pe, e.fold.simd, e.requantizers) for e in plan.engines}
-
-
-def avgpool_counts(node: AvgPool, in_hw: tuple[int, int]) -> list[list[int]]:
-    """Valid taps of every window (the kernel size everywhere with count_include_pad)."""
-    (h, w), (kh, kw), (sh, sw) = in_hw, node.kernel, node.stride
-    top, left, _, _ = node.pads
-    oh, ow = conv_output_hw(in_hw, node.kernel, node.stride, (1, 1), node.pads)
-
-    def valid(o, s, pad, k, size):
-        start = o * s - pad
-        return max(0, min(size, start + k) - max(0, start))
-
-    if node.count_include_pad:
-        return [[kh * kw] * ow for _ in range(oh)]
-    return [[valid(y, sh, top, kh, h) * valid(x, sw, left, kw, w) for x in range(ow)] for y in range(oh)]
+__all__ = ["Accelerator", "Standalone"]
 
 
 class Accelerator(wiring.Component):
@@ -108,73 +57,38 @@ class Accelerator(wiring.Component):
         for node in graph.nodes:
             spec = plan.layer(node.name)
             x = graph.tensor(node.inputs[0])
-            if isinstance(node, Reshape):
+            u = unit(node)
+            if node.is_view:
                 sources[node.output] = ("reshape", node.inputs[0])
                 continue
             entry = None  # where the node's (first) input stream goes
-            if spec.window:
-                kernel = node.kernel
-                pad_value = x.dtype.lo if isinstance(node, MaxPool) else x.zero_point
-                dilation = getattr(node, "dilation", (1, 1))
-                window = WindowGenerator(x.dtype, spec.in_lanes[0], x.shape, kernel, node.stride, dilation,
-                                         node.pads, pad_value, plan.placed(f"{spec.ident}_window").get("mem"),
-                                         plan.window_slack)
-                m.submodules[f"{spec.ident}_window"] = window
-                sinks[node.name, 0] = (window.i, spec.in_lanes[0])
-                entry = window.o
-                busy["window", node.name] = window.busy
-            unit_in, unit_out, unit_busy = self._unit(m, node, spec, context_of)
+            window = u.window(node, graph)
+            if window is not None:
+                generator = WindowGenerator(x.dtype, spec.in_lanes[0], x.shape, window.kernel, window.stride,
+                                            window.dilation, window.pads, window.pad_value,
+                                            plan.placed(f"{spec.ident}_window").get("mem"), plan.window_slack)
+                m.submodules[f"{spec.ident}_window"] = generator
+                sinks[node.name, 0] = (generator.i, spec.in_lanes[0])
+                entry = generator.o
+                busy["window", node.name] = generator.busy
+            built = BUILDERS[type(node)](m, node, graph, spec, context_of)
             if entry is not None:
-                wiring.connect(m, entry, unit_in[0])
+                wiring.connect(m, entry, built.inputs[0])
             else:
-                for k, stream in enumerate(unit_in):
+                for k, stream in enumerate(built.inputs):
                     sinks[node.name, k] = (stream, spec.in_lanes[k])
-            if isinstance(node, Concat):  # its ready is combinational: cut the path
-                fifo = StreamFifo(word_layout(graph.tensor(node.output).dtype, spec.out_lanes), 2)
+            unit_out = built.output
+            if u.out_fifo:  # its ready is combinational: cut the path
+                fifo = StreamFifo(word_layout(graph.tensor(node.output).dtype, spec.out_lanes), JOIN_QUEUE_DEPTH)
                 m.submodules[f"{spec.ident}_out"] = fifo
                 wiring.connect(m, unit_out, fifo.i)
                 unit_out = fifo.o
             sources[node.output] = (unit_out, spec.out_lanes)
-            busy["layer", node.name] = unit_busy
+            busy["layer", node.name] = built.busy
 
         self._connect_tensors(m, sources, sinks)
         self._count(m, busy)
         return m
-
-    # -- units ------------------------------------------------------------------------------------
-
-    def _unit(self, m: Module, node: Node, spec, context_of):
-        """Build the unit of a node: returns (input streams, output stream, busy signal)."""
-        graph = self.graph
-        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.output)
-        lanes = spec.in_lanes[0]
-        if isinstance(node, (Conv2d, Dense)):
-            engine, k = context_of[node.name]
-            return [engine.input(k)], engine.output(k), engine.busy[k]
-        if isinstance(node, MaxPool):
-            unit = MaxPoolUnit(x.dtype, lanes, node.kernel[0] * node.kernel[1])
-        elif isinstance(node, AvgPool):
-            unit = AvgPoolUnit(x.dtype, y.dtype, lanes, x.shape[-1], node.kernel[0] * node.kernel[1], x.zero_point,
-                               node.acc, avgpool_counts(node, x.shape[:2]), node.requants)
-        elif isinstance(node, GlobalAvgPool):
-            unit = GlobalAvgPoolUnit(x.dtype, y.dtype, lanes, x.shape[-1], x.shape[0] * x.shape[1], x.zero_point,
-                                     node.acc, node.requant)
-        elif isinstance(node, Add):
-            b = graph.tensor(node.inputs[1])
-            unit = AddUnit(x.dtype, b.dtype, y.dtype, lanes, x.shape[-1], node.lhs_multiplier, node.rhs_multiplier,
-                           node.bias, node.acc, node.requant)
-        elif isinstance(node, Requantize):
-            unit = RequantizeUnit(x.dtype, y.dtype, lanes, x.shape[-1], x.zero_point, node.requant)
-        elif isinstance(node, Concat):
-            unit = ConcatUnit(x.dtype, lanes, [graph.tensor(t).shape[-1] for t in node.inputs])
-        else:
-            raise TypeError(f"no hardware for {node.op}")
-        m.submodules[spec.ident] = unit
-        if isinstance(node, Add):
-            return [unit.a, unit.b], unit.o, unit.busy
-        if isinstance(node, Concat):
-            return unit.inputs(), unit.o, unit.busy
-        return [unit.i], unit.o, unit.busy
 
     # -- wiring -------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 `synth_ice40 -dsp` and `synth_ecp5` put every `$mul` cell into DSP blocks (constant operands
 included) and never fall back to logic when the DSPs run out. So the hardware says what it wants:
 
-* `dsp_multiply`: `a * b` split into chunks of at most `DSP_CHUNK` bits, one `$mul` per pair of
+* `dsp_multiply`: `a * b` split into chunks of at most `hardware.DSP_CHUNK` bits, one `$mul` per pair of
   chunks: each becomes exactly one iCE40 SB_MAC16 or ECP5 MULT18X18D, so a product costs
   `dsp_chunks(a) * dsp_chunks(b)` DSPs (the resource model counts them this way);
 * `lut_multiply`: shift-and-add partial products, no `$mul` at all: logic only;
@@ -16,32 +16,14 @@ from __future__ import annotations
 
 from amaranth import Const, Module, Mux, Signal, Value, signed, unsigned
 
-__all__ = ["DSP_CHUNK", "DSP_MULTIPLY_LATENCY", "dsp_chunks", "chunk_widths", "dsp_multiply", "lut_multiply", "const_multiply",
-           "csd_digits", "product_shape", "KEEP"]
+from ..fpga.hardware import DSP_MULTIPLY_LATENCY, chunk_widths, csd_digits
+
+__all__ = ["dsp_multiply", "lut_multiply", "const_multiply", "product_shape", "KEEP"]
 
 #: On every product register an adder reads: yosys 0.70's `ice40_dsp` otherwise packs the
 #: register and the adder into SB_MAC16s wrongly (a post-synthesis simulation of a 2x4 engine gave
 #: 72 of 80 outputs wrong, with half the lanes' logic gone); with it, the netlist is exact.
 KEEP = {"keep": 1}
-
-#: Widest operand chunk one DSP multiplies: the iCE40's 16x16 (signed or unsigned per operand);
-#: ECP5's 18x18 signed takes a 16-bit unsigned chunk as 17 signed bits.
-DSP_CHUNK = 16
-
-#: Cycles from `dsp_multiply`'s operands to its product.
-DSP_MULTIPLY_LATENCY = 4
-
-
-def chunk_widths(bits: int) -> list[int]:
-    """`bits` split into nearly equal chunks of at most DSP_CHUNK (no tiny chunk yosys would put in LUTs)."""
-    n = max(1, -(-bits // DSP_CHUNK))
-    base, extra = divmod(bits, n)
-    return [base + (1 if k < extra else 0) for k in range(n)]
-
-
-def dsp_chunks(bits: int) -> int:
-    return len(chunk_widths(bits))
-
 
 def product_shape(a: Value, b) -> int:
     """Bits of a signed product of `a` and `b` (a Value or an int)."""
@@ -112,19 +94,6 @@ def lut_multiply(a: Value, b: Value) -> Value:
         else:
             terms.append(term << k if k else term)
     return _tree_sum(terms)
-
-
-def csd_digits(c: int) -> list[tuple[int, int]]:
-    """Canonical signed digits of c: [(shift, +1 or -1)], no two adjacent, fewest non-zeros."""
-    digits, k = [], 0
-    while c:
-        if c & 1:
-            d = 2 - (c & 3)   # +1 if c = 1 mod 4, -1 if c = 3 mod 4
-            digits.append((k, d))
-            c -= d
-        c >>= 1
-        k += 1
-    return digits
 
 
 def const_multiply(a: Value, c: int) -> Value | int:

@@ -7,15 +7,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
+from ..fpga.hardware import DSP_MULTIPLY_LATENCY, ELEMENTWISE_QUEUE_DEPTH, REQUANT_LATENCY
 from ..ir import Requant
-from .arith import DSP_MULTIPLY_LATENCY, dsp_multiply
-from .requant import REQUANT_LATENCY, requantize
+from .arith import dsp_multiply
+from .requant import requantize
 from .streams import OutputQueue, element_shape, word_layout, word_stream
 from .tables import channel_values, table
 
 __all__ = ["AddUnit", "RequantizeUnit", "ConcatUnit"]
 
-QUEUE_DEPTH = DSP_MULTIPLY_LATENCY + REQUANT_LATENCY + 3  # the longest pipeline (AddUnit's) plus one: no bubbles
 
 
 def _lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: int, chunk, otype: IntType,
@@ -63,7 +63,7 @@ class AddUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), QUEUE_DEPTH)
+        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), ELEMENTWISE_QUEUE_DEPTH)
         space = queue.room
         fire = self.a.valid & self.b.valid & space
         m.d.comb += [self.a.ready.eq(self.b.valid & space), self.b.ready.eq(self.a.valid & space),
@@ -95,7 +95,7 @@ class RequantizeUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), QUEUE_DEPTH)
+        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), ELEMENTWISE_QUEUE_DEPTH)
         fire = self.i.valid & queue.room
         m.d.comb += [self.i.ready.eq(queue.room), queue.reserve.eq(fire), self.busy.eq(fire)]
         pipe = _Pipeline(m, fire, self.channels // self.lanes, 1 + REQUANT_LATENCY)
@@ -135,12 +135,11 @@ class ConcatUnit(wiring.Component):
                     m.d.comb += [self.o.payload.eq(i.payload), self.o.valid.eq(i.valid), i.ready.eq(self.o.ready)]
         fire = self.o.valid & self.o.ready
         m.d.comb += self.busy.eq(fire)
-        with m.If(fire):
-            with m.Switch(source):
-                for k, n in enumerate(words):
-                    with m.Case(k):
-                        with m.If(word == n - 1):
-                            m.d.sync += [word.eq(0), source.eq(0 if k == len(words) - 1 else k + 1)]
-                        with m.Else():
-                            m.d.sync += word.eq(word + 1)
+        with m.If(fire), m.Switch(source):
+            for k, n in enumerate(words):
+                with m.Case(k):
+                    with m.If(word == n - 1):
+                        m.d.sync += [word.eq(0), source.eq(0 if k == len(words) - 1 else k + 1)]
+                    with m.Else():
+                        m.d.sync += word.eq(word + 1)
         return m

@@ -40,22 +40,14 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..fpga.hardware import REQUANT_LATENCY, TREE_LEVELS, MemoryKind, engine_latency, engine_queue_depth
 from ..fpga.program import Affine, EngineProgram, Field
 from .arith import KEEP, const_multiply, lut_multiply
-from .requant import REQUANT_LATENCY, requantize
+from .requant import requantize
 from .streams import OutputQueue, memory_attrs, word_layout, word_stream
 from .tables import table
 
-__all__ = ["MacEngine", "TREE_LEVELS", "engine_latency"]
-
-#: Adder tree levels between registers.
-TREE_LEVELS = 3
-
-#: Output positions an output queue holds (beyond the pipeline): slack between engines.
-QUEUE_POSITIONS = 4
-
-
-
+__all__ = ["MacEngine"]
 
 def _field(word, f: Field | int):
     if isinstance(f, int):
@@ -83,23 +75,10 @@ def _tree(m: Module, values: list, width: int, name: str) -> tuple[Signal, int]:
         depth += 1
 
 
-def tree_latency(simd: int) -> int:
-    widest, tree = max(1, simd), 1
-    while widest > 1:
-        widest = -(-widest // (1 << TREE_LEVELS))
-        tree += 1
-    return tree
-
-
-def engine_latency(program: EngineProgram) -> int:
-    """Cycles from issue to the output queue (for sizing the queues)."""
-    drain = program.requant.drain
-    return 5 + tree_latency(program.simd) + 1 + REQUANT_LATENCY + (0 if drain == 1 else drain + 3)
-
-
 class MacEngine(wiring.Component):
-    def __init__(self, program: EngineProgram, lut_lanes: int = 0, placement: Mapping[str, str] | None = None):
-        """`placement`: where memories go ("bram", "lutram" or "logic") by local name: weights,
+    def __init__(self, program: EngineProgram, lut_lanes: int = 0,
+                 placement: Mapping[str, MemoryKind] | None = None):
+        """`placement`: where memories go (a MemoryKind) by local name: weights,
         control, folds, requant, <layer>_vectors, <layer>_queue (default: yosys chooses)."""
         self.program, self.lut_lanes, self.placement = program, lut_lanes, dict(placement or {})
         members = {}
@@ -122,7 +101,7 @@ class MacEngine(wiring.Component):
         n = len(contexts)
         total_steps = prog.steps
         pe, simd = prog.pe, prog.simd
-        latency = engine_latency(prog)
+        latency = engine_latency(prog.simd, prog.requant.drain)
 
         # -- per context: vector stores, fill, output queue -----------------------------------------
         # Per half of a vector store: `full` while the fill may not overwrite it (until its last
@@ -157,7 +136,7 @@ class MacEngine(wiring.Component):
                              w_last.eq(Mux(w_last, words == 1, w_word == words - 2))]
                 with m.If(w_last):
                     m.d.sync += w_half.eq(~w_half)
-            depth = QUEUE_POSITIONS * c.folds + latency + 2
+            depth = engine_queue_depth(c.folds, latency)
             queue = OutputQueue(word_layout(layer.out_type, c.pe), depth, size=c.folds,
                                 kind=self.placement.get(f"{layer.name}_queue"))
             m.submodules[f"{layer.name}_queue"] = queue
@@ -230,7 +209,9 @@ class MacEngine(wiring.Component):
                      half1.eq(half), addr1.eq(addr)]
         word = control.data if control is not None else Const(0, 1)
         # k: the step within its fold, f: the fold within the output position
-        k_next, f_reg, prev_last = Signal(range(max(2, total_steps + 1))), Signal(range(max(2, prog.folds + 1))), Signal()
+        # (one statement: the Verilog's signal names depend on it, and it must stay byte-identical)
+        k_next, f_reg, prev_last = (Signal(range(max(2, total_steps + 1))), Signal(range(max(2, prog.folds + 1))),
+                                    Signal())
         new_fold = start1 | prev_last
         k1 = Mux(new_fold, 0, k_next)
         f1 = Mux(start1, 0, Mux(prev_last, f_reg + 1, f_reg))
@@ -375,7 +356,6 @@ class MacEngine(wiring.Component):
         prog = self.program
         rq = prog.requant
         contexts = prog.contexts
-        n = len(contexts)
         roundings = {c.layer.requant.rounding for c in contexts}
         assert len(roundings) == 1, "one rounding mode per model"
         rounding = roundings.pop()

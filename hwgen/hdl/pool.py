@@ -13,15 +13,14 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
+from ..fpga.hardware import MAXPOOL_QUEUE_DEPTH, POOL_QUEUE_DEPTH, REQUANT_LATENCY
 from ..ir import Requant
-from .requant import REQUANT_LATENCY, requantize
+from .requant import requantize
 from .streams import OutputQueue, element_shape, word_layout, word_stream
 from .tables import channel_values, table
 
 __all__ = ["MaxPoolUnit", "AvgPoolUnit", "GlobalAvgPoolUnit"]
 
-QUEUE_DEPTH = REQUANT_LATENCY + 3
-MAXPOOL_QUEUE_DEPTH = 3  # its pipeline (2) plus one
 
 
 class MaxPoolUnit(wiring.Component):
@@ -77,7 +76,7 @@ class AvgPoolUnit(wiring.Component):
         classes = sorted(self.requants)
         rounding = {rq.rounding for rq in self.requants.values()}
         assert len(rounding) == 1, "one rounding mode per node"
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), QUEUE_DEPTH)
+        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), POOL_QUEUE_DEPTH)
         tap, chunk = Signal(range(self.taps)), Signal(range(chunks))
         oy, ox = Signal(range(oh)), Signal(range(ow))
         last = tap == self.taps - 1
@@ -154,7 +153,7 @@ class GlobalAvgPoolUnit(wiring.Component):
         m = Module()
         chunks = self.channels // self.lanes
         rq = self.requant
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), QUEUE_DEPTH)
+        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), POOL_QUEUE_DEPTH)
         position, chunk = Signal(range(self.positions)), Signal(range(chunks))
         first, last = position == 0, position == self.positions - 1
         fire = self.i.valid & self.i.ready

@@ -24,14 +24,12 @@ from __future__ import annotations
 from amaranth import Const, Module, Mux, Shape, Signal, Value, signed
 
 from ..fixed import Rounding
+from ..fpga.hardware import DSP_MULTIPLY_LATENCY, REQUANT_LATENCY
 from ..fpga.program import reduce_multiplier
-from .arith import DSP_MULTIPLY_LATENCY, dsp_multiply
+from .arith import dsp_multiply
 from .tables import table
 
-__all__ = ["REQUANT_LATENCY", "requantize", "reduce_multiplier"]
-
-#: Cycles from acc (with its parameters) to the requantized output.
-REQUANT_LATENCY = DSP_MULTIPLY_LATENCY + 3
+__all__ = ["requantize", "reduce_multiplier"]
 
 
 def _delayed(m: Module, value, enables: list, name: str):

@@ -13,9 +13,10 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
+from ..fpga.hardware import MemoryKind, queue_storage
 
 __all__ = ["element_shape", "word_layout", "word_stream", "StreamFifo", "LaneConverter", "Fork", "OutputQueue",
-           "memory_attrs", "SMALL_QUEUE"]
+           "memory_attrs"]
 
 
 def element_shape(itype: IntType) -> Shape:
@@ -30,23 +31,15 @@ def word_stream(itype: IntType, lanes: int) -> stream.Signature:
     return stream.Signature(word_layout(itype, lanes))
 
 
-#: Queues up to this deep are registers with a combinational read (LUT RAM, cheap to simulate);
-#: deeper ones keep their words in a memory with a registered read (block RAM).
-SMALL_QUEUE = 32
-
-#: Where a memory goes (a plan's placement) -> the yosys attribute that puts it there.
-RAM_STYLES = {"bram": "block", "lutram": "distributed", "logic": "logic"}
-
-
-def memory_attrs(kind: str | None) -> dict | None:
-    """The attributes that make yosys map a memory as `kind` ("bram", "lutram", "logic"; None: its choice)."""
-    return None if kind is None else {"ram_style": RAM_STYLES[kind]}
+def memory_attrs(kind: MemoryKind | None) -> dict | None:
+    """The attributes that make yosys map a memory as `kind` (None: yosys chooses)."""
+    return None if kind is None else {"ram_style": MemoryKind(kind).ram_style}
 
 
 class _SmallFifo(wiring.Component):
     """`depth` words in a circular buffer; `i.ready` and `o.valid` come from registers."""
 
-    def __init__(self, width: int, depth: int, kind: str | None = None):
+    def __init__(self, width: int, depth: int, kind: MemoryKind | None = None):
         self.width, self.depth, self.kind = width, depth, kind
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
 
@@ -74,7 +67,7 @@ class _BlockFifo(wiring.Component):
     """`depth` words: depth - 1 in a memory with a registered read port, whose output register
     holds the next word (the design of Amaranth's SyncFIFOBuffered, with a placeable memory)."""
 
-    def __init__(self, width: int, depth: int, kind: str | None = None):
+    def __init__(self, width: int, depth: int, kind: MemoryKind | None = None):
         assert depth >= 2
         self.width, self.depth, self.kind = width, depth, kind
         super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width))})
@@ -101,11 +94,12 @@ class _BlockFifo(wiring.Component):
         return m
 
 
-def _fifo(width: int, depth: int, kind: str | None = None) -> wiring.Component:
-    """A queue of `depth` words; `kind` places its memory (block RAM only with a registered read)."""
-    if depth <= SMALL_QUEUE and kind != "bram":
-        return _SmallFifo(width, depth, kind)
-    return _BlockFifo(width, depth + 1, kind)
+def _fifo(width: int, depth: int, kind: MemoryKind | None = None) -> wiring.Component:
+    """A queue of `depth` words, stored as `hardware.queue_storage` says."""
+    storage = queue_storage(depth, kind)
+    if not storage.registered:
+        return _SmallFifo(width, storage.words, kind)
+    return _BlockFifo(width, storage.words + 1, kind)
 
 
 def _connect_fifo(m: Module, queue, i, o) -> None:
@@ -121,7 +115,7 @@ class StreamFifo(wiring.Component):
     between the units it connects.
     """
 
-    def __init__(self, layout: data.ArrayLayout, depth: int, kind: str | None = None):
+    def __init__(self, layout: data.ArrayLayout, depth: int, kind: MemoryKind | None = None):
         self.layout, self.depth, self.kind = layout, depth, kind
         super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
 
@@ -219,7 +213,7 @@ class OutputQueue(wiring.Component):
     control path.
     """
 
-    def __init__(self, layout: data.ArrayLayout, depth: int, size: int = 1, kind: str | None = None):
+    def __init__(self, layout: data.ArrayLayout, depth: int, size: int = 1, kind: MemoryKind | None = None):
         if depth < size:
             raise ValueError(f"queue depth {depth} is below the reservation {size}")
         self.layout, self.depth, self.size, self.kind = layout, depth, size, kind
@@ -236,7 +230,8 @@ class OutputQueue(wiring.Component):
         # (A block queue's memory has depth - 1 places and fills a cycle before its output
         # register does: _fifo gives it one place more, so `depth` back-to-back writes always fit.)
         m.submodules.queue = queue = _fifo(self.layout.size, self.depth, self.kind)
-        free = Signal(range(self.depth + 1), init=self.depth)   # the credits themselves: no subtraction after the register
+        # the credits themselves: no subtraction after the register
+        free = Signal(range(self.depth + 1), init=self.depth)
         room = Signal(init=1)   # free > 0, a register of its own (Fmax: a unit's issue reads it and nothing else)
         popped = self.o.valid & self.o.ready
         free_next = free - Mux(self.reserve, self.size, 0) + popped

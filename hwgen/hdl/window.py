@@ -8,7 +8,7 @@ minimum for max pooling).
 
 The buffer is one memory of R = (KH-1)*dh + 1 + sh + slack rows: the rows one output row reads,
 the sh rows the next one adds (so the writer fills them while the reader works), and up to
-SLACK_ROWS more (no more than the map has) to absorb bursts between units that share an engine. Both sides
+WINDOW_SLACK_ROWS more (no more than the map has) to absorb bursts between units that share an engine. Both sides
 count rows since reset; the reader starts an output row once the rows it needs are written and
 releases the rows no later output row needs when it ends the row.
 """
@@ -20,33 +20,19 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fixed import IntType
-from ..fpga.plan import WINDOW_SLACK_ROWS
+from ..fpga.hardware import WINDOW_QUEUE_DEPTH, WINDOW_SLACK_ROWS, MemoryKind, window_rows
 from ..ir import conv_output_hw
 from .arith import const_multiply
 from .streams import OutputQueue, memory_attrs, word_layout, word_stream
 
-__all__ = ["WindowGenerator", "window_rows"]
-
-#: Output queue depth: read latency (2) plus room for the consumer to stall without a bubble.
-QUEUE_DEPTH = 5
-
-#: Rows beyond those one output row needs (the plan's default).
-SLACK_ROWS = WINDOW_SLACK_ROWS
-
-
-def window_rows(shape: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int],
-                dilation: tuple[int, int], slack: int = SLACK_ROWS) -> int:
-    """Rows the line buffer of an (H, W, C) map holds (see the module docstring)."""
-    span = (kernel[0] - 1) * dilation[0] + 1
-    return span + stride[0] + min(slack, max(0, shape[0] - span))
-
+__all__ = ["WindowGenerator"]
 
 class WindowGenerator(wiring.Component):
     def __init__(self, itype: IntType, lanes: int, shape: tuple[int, int, int], kernel: tuple[int, int],
                  stride: tuple[int, int] = (1, 1), dilation: tuple[int, int] = (1, 1),
-                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0, kind: str | None = None,
-                 slack: int = SLACK_ROWS):
-        """`kind`: where the line buffer goes ("bram", "lutram", "logic"; default: yosys chooses);
+                 pads: tuple[int, int, int, int] = (0, 0, 0, 0), pad_value: int = 0, kind: MemoryKind | None = None,
+                 slack: int = WINDOW_SLACK_ROWS):
+        """`kind`: where the line buffer goes (default: yosys chooses);
         `slack`: rows beyond those the windows need (fewer save block RAM, more absorb bursts)."""
         h, w, c = shape
         if c % lanes:
@@ -141,7 +127,7 @@ class WindowGenerator(wiring.Component):
         available = Signal(count)
         m.d.sync += available.eq(available + row_done - Mux(image_done, h, 0))
 
-        m.submodules.queue = queue = OutputQueue(layout, QUEUE_DEPTH)
+        m.submodules.queue = queue = OutputQueue(layout, WINDOW_QUEUE_DEPTH)
         # `rows_ready`: available >= need, as a register (Fmax: issue fans out to every counter).
         # `need` changes only at a row end, so the reader waits a cycle after each. What a row end
         # sets next is computed ahead in two register stages (below), fresh once 3 cycles have

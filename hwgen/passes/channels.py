@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..ir import Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape, Tensor
+from ..ir import Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape, Tensor
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,8 @@ log = logging.getLogger(__name__)
 Plan = tuple[dict[str, Node], dict[str, Tensor]]
 
 
-def _is_pointwise_mac(node: Node) -> bool:
-    """Ops whose input channels are summed over: dense conv (groups=1) and 2-D Dense."""
-    return (isinstance(node, Conv2d) and node.groups == 1) or (isinstance(node, Dense) and node.weights.ndim == 2)
-
-
-def _is_depthwise(node: Node, graph: Graph) -> bool:
-    return (isinstance(node, Conv2d) and node.weights.shape[3] == 1
+def _is_depthwise(node: Conv2d, graph: Graph) -> bool:
+    return (node.weights.shape[3] == 1
             and node.groups == graph.tensor(node.inputs[0]).shape[-1] == node.out_channels)
 
 
@@ -62,48 +57,97 @@ def _plan(graph: Graph, tensor: str, consts: dict[int, int | None], plan: Plan) 
     keep = [i for i in range(channels) if i not in consts]
     for node in graph.consumers(tensor):
         node = plan[0].get(node.name, node)
-        zx = t.zero_point
-        if isinstance(node, Conv2d) and node.groups == 1:
-            w = node.weights
-            if any(c is None and np.any(w[..., k]) for k, c in consts.items()):
-                return False
-            if any(node.pads) and any(c is not None and c != zx for c in consts.values()):
-                return False  # border taps read padding (zx), not the constant
-            bias = node.bias + sum(int(c) * w[..., k].reshape(w.shape[0], -1).sum(axis=1)
-                                   for k, c in consts.items() if c is not None)
-            plan[0][node.name] = replace(node, weights=w[..., keep], bias=bias)
-        elif isinstance(node, Dense) and node.weights.ndim == 2 and len(t.shape) == 1:
-            if not _fold_dense(node, consts, keep, plan):
-                return False
-        elif isinstance(node, Reshape) and len(graph.tensor(node.output).shape) == 1:
-            if not _plan_flatten(graph, node, t, consts, channels, keep, plan):
-                return False
-        elif _is_depthwise(node, graph) and node.requant is not None:
-            if any(c is None for c in consts.values()):
-                return False
-            if any(node.pads) and any(c != zx for c in consts.values()):
-                return False
-            out = {k: _requant_channel(node, k, int(node.bias[k]) + c * int(node.weights[k].sum()))
-                   for k, c in consts.items()}
-            if not _channelwise(graph, node, out, keep, plan,
-                                weights=node.weights[keep], bias=node.bias[keep], groups=len(keep),
-                                requant=node.requant.select(keep)):
-                return False
-        elif isinstance(node, MaxPool) and all(c is not None for c in consts.values()):
-            if not _channelwise(graph, node, dict(consts), keep, plan):
-                return False
-        elif isinstance(node, Requantize) and all(c is not None for c in consts.values()):
-            out = {k: _requant_channel(node, k, c - zx) for k, c in consts.items()}
-            if not _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep)):
-                return False
-        elif isinstance(node, GlobalAvgPool) and all(c is not None for c in consts.values()):
-            h, w, _ = t.shape
-            out = {k: _requant_channel(node, k, h * w * (c - zx)) for k, c in consts.items()}
-            if not _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep)):
-                return False
-        else:
+        rule = CONSUMERS.get(type(node))
+        if rule is None or not rule(graph, node, t, consts, keep, plan):
             return False
     return True
+
+
+# -- how each consumer stops reading channels --------------------------------------------------------
+# A rule returns False when it cannot (the channels then stay). Each sees: the consumer, the
+# tensor `t` it reads (as planned so far), the channels' constants and the channels to keep.
+
+
+def _conv_consumer(graph: Graph, node: Conv2d, t: Tensor, consts, keep, plan: Plan) -> bool:
+    if node.groups == 1:  # sums over its input channels: fold the constants into the bias
+        w = node.weights
+        if any(c is None and np.any(w[..., k]) for k, c in consts.items()):
+            return False
+        if any(node.pads) and any(c is not None and c != t.zero_point for c in consts.values()):
+            return False  # border taps read padding (zx), not the constant
+        bias = node.bias + sum(int(c) * w[..., k].reshape(w.shape[0], -1).sum(axis=1)
+                               for k, c in consts.items() if c is not None)
+        plan[0][node.name] = replace(node, weights=w[..., keep], bias=bias)
+        return True
+    if not _is_depthwise(node, graph) or node.requant is None:
+        return False
+    if any(c is None for c in consts.values()):
+        return False
+    if any(node.pads) and any(c != t.zero_point for c in consts.values()):
+        return False
+    out = {k: _requant_channel(node, k, int(node.bias[k]) + c * int(node.weights[k].sum()))
+           for k, c in consts.items()}
+    return _channelwise(graph, node, out, keep, plan, weights=node.weights[keep], bias=node.bias[keep],
+                        groups=len(keep), requant=node.requant.select(keep))
+
+
+def _dense_consumer(graph: Graph, node: Dense, t: Tensor, consts, keep, plan: Plan) -> bool:
+    return node.weights.ndim == 2 and len(t.shape) == 1 and _fold_dense(node, consts, keep, plan)
+
+
+def _reshape_consumer(graph: Graph, node: Reshape, t: Tensor, consts, keep, plan: Plan) -> bool:
+    return len(graph.tensor(node.output).shape) == 1 and \
+        _plan_flatten(graph, node, t, consts, graph.tensor(node.inputs[0]).shape[-1], keep, plan)
+
+
+def _maxpool_consumer(graph: Graph, node: MaxPool, t: Tensor, consts, keep, plan: Plan) -> bool:
+    return all(c is not None for c in consts.values()) and _channelwise(graph, node, dict(consts), keep, plan)
+
+
+def _requantize_consumer(graph: Graph, node: Requantize, t: Tensor, consts, keep, plan: Plan) -> bool:
+    if any(c is None for c in consts.values()):
+        return False
+    out = {k: _requant_channel(node, k, c - t.zero_point) for k, c in consts.items()}
+    return _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep))
+
+
+def _global_avgpool_consumer(graph: Graph, node: GlobalAvgPool, t: Tensor, consts, keep, plan: Plan) -> bool:
+    if any(c is None for c in consts.values()):
+        return False
+    h, w, _ = t.shape
+    out = {k: _requant_channel(node, k, h * w * (c - t.zero_point)) for k, c in consts.items()}
+    return _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep))
+
+
+#: op type -> how it stops reading some of its input's channels (the others: KEEPS_CHANNELS).
+CONSUMERS = {
+    Conv2d: _conv_consumer,
+    Dense: _dense_consumer,
+    Reshape: _reshape_consumer,
+    MaxPool: _maxpool_consumer,
+    Requantize: _requantize_consumer,
+    GlobalAvgPool: _global_avgpool_consumer,
+}
+
+#: op types that keep every channel they read, and why (their producers' dead channels stay).
+KEEPS_CHANNELS = {
+    AvgPool: "averages a window of each channel: a constant channel stays constant, but its border windows "
+             "divide by other counts; not folded yet",
+    Add: "adds two tensors channel by channel: both producers would have to lose the same channels",
+    Concat: "joins tensors along channels: removing one input's channels shifts the others'",
+}
+
+#: op type -> whether a node's output channels can be removed (it sums over input channels, so
+#: a dead output is a weight row): dense convolutions and 2-D Dense.
+PRODUCERS = {
+    Conv2d: lambda node: node.groups == 1,
+    Dense: lambda node: node.weights.ndim == 2,
+}
+
+
+def _prunable(node: Node) -> bool:
+    rule = PRODUCERS.get(type(node))
+    return rule is not None and rule(node)
 
 
 def _channelwise(graph: Graph, node: Node, out_consts: dict[int, int], keep: list[int], plan: Plan,
@@ -124,7 +168,7 @@ def _plan_flatten(graph: Graph, node: Reshape, t: Tensor, consts, channels: int,
     out = graph.tensor(node.output)
     for consumer in graph.consumers(node.output):
         consumer = plan[0].get(consumer.name, consumer)
-        if node.output in graph.outputs or not (isinstance(consumer, Dense) and consumer.weights.ndim == 2):
+        if node.output in graph.outputs or not (type(consumer) is Dense and consumer.weights.ndim == 2):
             return False
         if not _fold_dense(consumer, flat_consts, flat_keep, plan):
             return False
@@ -168,7 +212,7 @@ def remove_constant_channels(graph: Graph) -> Graph:
     """Forward sweep: output channels whose weights are all zero."""
     for name in [n.name for n in graph.nodes]:
         node = graph.node(name)
-        if not _is_pointwise_mac(node) or node.requant is None:
+        if not _prunable(node) or node.requant is None:
             continue
         rows = node.weights.reshape(node.out_channels, -1)
         zero = [k for k in range(node.out_channels) if not np.any(rows[k])]
@@ -181,6 +225,6 @@ def remove_unused_channels(graph: Graph) -> Graph:
     """Backward sweep: output channels no consumer's weights read."""
     for name in reversed([n.name for n in graph.nodes]):
         node = graph.node(name)
-        if _is_pointwise_mac(node):
-            graph = _try_remove(graph, node, {k: None for k in range(node.out_channels)})
+        if _prunable(node):
+            graph = _try_remove(graph, node, dict.fromkeys(range(node.out_channels)))
     return graph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..ir import Add, AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, Node, Requant, Requantize
+from ..ir import Graph, Node, Requant, Requantize
 
 
 def _is_identity_clamp(node: Node, graph: Graph) -> bool:
@@ -30,14 +30,9 @@ def fold_clamps(graph: Graph) -> Graph:
         source = clamp.inputs[0]
         producer = graph.producer(source)
         if (producer is None or source in graph.outputs or len(graph.consumers(source)) != 1
-                or not isinstance(producer, (Conv2d, Dense, Add, GlobalAvgPool, Requantize, AvgPool))
-                or getattr(producer, "requant", True) is None):
+                or not producer.requantizations()):
             continue
-        if isinstance(producer, AvgPool):
-            folded = replace(producer, requants={n: _tighten(r, clamp.requant) for n, r in producer.requants.items()},
-                             outputs=clamp.outputs)
-        else:
-            folded = replace(producer, requant=_tighten(producer.requant, clamp.requant), outputs=clamp.outputs)
+        folded = replace(producer.with_requants(lambda rq, c=clamp.requant: _tighten(rq, c)), outputs=clamp.outputs)
         tensors = {k: t for k, t in graph.tensors.items() if k != source}
         nodes = tuple(folded if n is producer else n for n in graph.nodes if n is not clamp)
         graph = replace(graph, nodes=nodes, tensors=tensors)

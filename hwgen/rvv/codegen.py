@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from .. import __version__
+
 from ..ir import Graph
 from ..names import comment, identifier
 from ..render import render
-from .kernels import Variant, helpers_for
+from ..version import __version__
+from .kernels import Kind, Store, Variant, helpers_for
 from .memory import ALIGN, Location, MemoryPlan, plan_memory, storage_roots
 from .plan import ConvArgs, Layer, copy_layer, plan_layers
 from .types import CType, ctype_of
@@ -95,9 +96,9 @@ def _pointer(loc: Location, ct: CType) -> str:
 
 def _param_names(layer: Layer) -> list[str]:
     """The layer function's input parameters: a and b for add, x0, x1, ... to concatenate, else x."""
-    if layer.kind == "add":
+    if layer.kind is Kind.ADD:
         return ["a", "b"]
-    if layer.kind == "concat":
+    if layer.kind is Kind.CONCAT:
         return [f"x{i}" for i in range(len(layer.inputs))]
     return ["x"]
 
@@ -168,7 +169,7 @@ def generate(graph: Graph, model: str, source: str, *, test_samples: int = 0) ->
         layers=contexts, calls=[c["call"] for c in contexts],
         window_inputs=sorted({layer.variant.x for layer in layers if isinstance(layer.args, ConvArgs)}),
         variants=variants, loads=loads, stores=stores,
-        roundings=sorted({v.rounding for v in variants} - {"raw"}),
+        roundings=sorted({v.rounding for v in variants} - {Store.RAW}),
         max_channels=max(channels, default=1), program=PROGRAM, test_samples=test_samples,
     )
     files = {name: render("rvv", f"{name}.j2", context)

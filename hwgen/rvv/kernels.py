@@ -9,13 +9,14 @@ function that inlines it.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from fractions import Fraction
 
 from .types import CType, vsuffix, vtype
 
-__all__ = ["Variant", "StoreHelper", "LoadHelper", "acc_lmul", "depthwise_lmul", "conv_tile", "depthwise_tile",
-           "e8_lmul", "helpers_for", "ROWS_MAX_CHANNELS", "ROWS_MAX_LANES", "DOT_MAX_OUTPUTS"]
+__all__ = ["Kind", "Store", "Variant", "StoreHelper", "LoadHelper", "acc_lmul", "depthwise_lmul", "conv_tile",
+           "depthwise_tile", "e8_lmul", "helpers_for", "ROWS_MAX_CHANNELS", "ROWS_MAX_LANES", "DOT_MAX_OUTPUTS"]
 
 #: The V extension guarantees VLEN >= 128, so one register holds at least 4 int32 lanes.
 VLEN_MIN = 128
@@ -67,37 +68,64 @@ def depthwise_tile(lmul: int, width: int) -> int:
     return max(1, min(_DEPTHWISE_TILE[lmul], width))
 
 
+class Kind(enum.StrEnum):
+    """A kernel (and the layer calling it: a concatenation is copies)."""
+
+    CONV = "conv"
+    DEPTHWISE = "depthwise"
+    DEPTHWISE_ROWS = "depthwise_rows"
+    DOT = "dot"
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+    GLOBAL_AVGPOOL = "global_avgpool"
+    ADD = "add"
+    REQUANTIZE = "requantize"
+    COPY = "copy"
+    CONCAT = "concat"   # a layer kind only: its kernel is COPY
+
+    @property
+    def bytes_only(self) -> bool:
+        """Its lanes are 8-bit and it computes nothing (no accumulators, no requantization)."""
+        return self in (Kind.MAXPOOL, Kind.COPY)
+
+
+class Store(enum.StrEnum):
+    """How a kernel stores its results: requantized with vxrm in this rounding mode, or raw int32."""
+
+    RNE = "rne"
+    RNU = "rnu"
+    RAW = "raw"
+
+
 @dataclass(frozen=True, order=True)
 class Variant:
     """One kernel function.
 
-    kind: conv | depthwise | depthwise_rows | dot | maxpool | avgpool | global_avgpool | add | requantize | copy.
     lmul: of the int32 accumulators, or of the 8-bit lanes for maxpool and copy.
-    rounding: rne | rnu, or raw to store the int32 accumulators (no requantization).
     """
 
-    kind: str
+    kind: Kind
     x: CType | None = None
     y: CType | None = None
     lmul: int = 1
     tile: int = 1
-    rounding: str = "rne"
+    rounding: Store = Store.RNE
     x2: CType | None = None  # the second operand of add
 
     @property
     def name(self) -> str:
         types = "_".join(t.short for t in (self.x, self.x2, self.y) if t is not None)
         tile = f"_t{self.tile}" if self.tile > 1 else ""
-        rounding = f"_{self.rounding}" if self.kind not in ("maxpool", "copy") else ""
+        rounding = f"_{self.rounding}" if not self.kind.bytes_only else ""
         return f"hwgen_{self.kind}_{types}_m{self.lmul}{tile}{rounding}"
 
     @property
     def raw(self) -> bool:
-        return self.rounding == "raw"
+        return self.rounding is Store.RAW
 
     @property
     def base_sew(self) -> int:
-        return 8 if self.kind in ("maxpool", "copy") else 32
+        return 8 if self.kind.bytes_only else 32
 
     def lanes(self, sew: int) -> Fraction:
         return Fraction(self.lmul * sew, self.base_sew)
@@ -122,7 +150,7 @@ class Variant:
 
     @property
     def vxrm(self) -> str:
-        return "__RISCV_VXRM_RNU" if self.rounding == "rnu" else "__RISCV_VXRM_RNE"
+        return "__RISCV_VXRM_RNU" if self.rounding is Store.RNU else "__RISCV_VXRM_RNE"
 
 
 @dataclass(frozen=True, order=True)
@@ -131,11 +159,11 @@ class StoreHelper:
 
     y: CType
     lmul: int
-    rounding: str
+    rounding: Store
 
     @property
     def name(self) -> str:
-        if self.rounding == "raw":
+        if self.rounding is Store.RAW:
             return f"hwgen_store_raw_m{self.lmul}"
         return f"hwgen_store_{self.y.short}_m{self.lmul}_{self.rounding}"
 
@@ -151,7 +179,7 @@ class StoreHelper:
 
     @property
     def vxrm(self) -> str:
-        return "__RISCV_VXRM_RNU" if self.rounding == "rnu" else "__RISCV_VXRM_RNE"
+        return "__RISCV_VXRM_RNU" if self.rounding is Store.RNU else "__RISCV_VXRM_RNE"
 
     @property
     def narrowing(self) -> tuple[int, ...]:
@@ -182,13 +210,13 @@ def helpers_for(variants) -> tuple[list[LoadHelper], list[StoreHelper]]:
     """The load and store helpers the variants call, each once, in a stable order."""
     loads, stores = set(), set()
     for v in variants:
-        if v.kind in ("depthwise", "depthwise_rows", "dot"):
+        if v.kind in (Kind.DEPTHWISE, Kind.DEPTHWISE_ROWS, Kind.DOT):
             loads.add(v.load(v.x, 16))
-        elif v.kind in ("avgpool", "global_avgpool", "requantize"):
+        elif v.kind in (Kind.AVGPOOL, Kind.GLOBAL_AVGPOOL, Kind.REQUANTIZE):
             loads.add(v.load(v.x, 32))
-        elif v.kind == "add":
+        elif v.kind is Kind.ADD:
             loads.update((v.load(v.x, 32), v.load(v.x2, 32)))
-        if v.kind not in ("maxpool", "copy", "dot"):  # dot requantizes scalars
+        if not v.kind.bytes_only and v.kind is not Kind.DOT:  # dot requantizes scalars
             stores.add(v.store)
             if v.store.lmul == 8 and not v.raw:
                 stores.add(v.store.half)

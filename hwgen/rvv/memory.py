@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..ir import Graph, Reshape
+from ..ir import Graph
 
 __all__ = ["ALIGN", "Location", "Buffer", "MemoryPlan", "storage_roots", "plan_memory", "place_greedy"]
 
@@ -56,7 +56,7 @@ def storage_roots(graph: Graph) -> tuple[dict[str, str], list[tuple[str, int]]]:
     """
     roots = {name: name for name in graph.inputs}
     for node in graph.nodes:
-        roots[node.output] = roots[node.inputs[0]] if isinstance(node, Reshape) else node.output
+        roots[node.output] = roots[node.inputs[0]] if node.is_view else node.output
     copies, claimed = [], set()
     for port, name in enumerate(graph.outputs):
         root = roots[name]

@@ -15,14 +15,39 @@ import numpy as np
 
 from ..errors import UnsupportedModelError
 from ..fixed import Rounding
-from ..ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requant, Requantize,
-                  Reshape, conv_output_hw)
+from ..ir import (
+    Add,
+    AvgPool,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    MaxPool,
+    Node,
+    Requant,
+    Requantize,
+    Reshape,
+    conv_output_hw,
+)
 from ..names import unique_identifiers
-from .kernels import (DOT_MAX_OUTPUTS, ROWS_MAX_CHANNELS, ROWS_MAX_LANES, Variant, acc_lmul, conv_tile, depthwise_lmul, depthwise_tile,
-                      e8_lmul)
+from .kernels import (
+    DOT_MAX_OUTPUTS,
+    ROWS_MAX_CHANNELS,
+    ROWS_MAX_LANES,
+    Kind,
+    Store,
+    Variant,
+    acc_lmul,
+    conv_tile,
+    depthwise_lmul,
+    depthwise_tile,
+    e8_lmul,
+)
 from .types import CType, ctype_of
 
-__all__ = ["CArray", "RequantParams", "Window", "ConvArgs", "DotArgs", "MaxPoolArgs", "AvgPoolArgs", "GlobalAvgPoolArgs",
+__all__ = ["CArray", "RequantParams", "Window", "ConvArgs", "DotArgs", "MaxPoolArgs", "AvgPoolArgs",
+           "GlobalAvgPoolArgs",
            "AddArgs", "RequantizeArgs", "CopyArgs", "Layer", "plan_layers", "copy_layer", "window", "INT32"]
 
 INT32 = CType(32, True)
@@ -193,7 +218,7 @@ class Layer:
     """
 
     index: int
-    kind: str
+    kind: Kind
     node: str             # IR node name (ONNX-derived: comments only)
     op: str
     function: str         # C identifier
@@ -223,7 +248,7 @@ def _activation(graph: Graph, name: str, node: Node) -> CType:
 
 
 def _rounding(rq: Requant) -> str:
-    return "rnu" if rq.rounding is Rounding.RNU else "rne"
+    return Store.RNU if rq.rounding is Rounding.RNU else Store.RNE
 
 
 def _requant(node: Node, rq: Requant, y: CType, prefix: str) -> RequantParams:
@@ -289,7 +314,7 @@ def _output_and_rounding(graph: Graph, node: Conv2d | Dense, prefix: str):
     if node.requant is None:
         if y != INT32:
             _fail(node, f"a raw accumulator output must be int32 in C, not {y.name}")
-        return y, "raw", None
+        return y, Store.RAW, None
     return y, _rounding(node.requant), _requant(node, node.requant, y, prefix)
 
 
@@ -308,9 +333,9 @@ def _plan_conv(graph: Graph, node: Conv2d, fn: str) -> tuple[str, Variant, tuple
             return _plan_depthwise_rows(fn, x, y, rounding, win, weights, node.bias, rq, xt.zero_point)
         # Vectorized over channels; weights [kh][kw][channel].
         lmul = depthwise_lmul(cin)
-        variant = Variant("depthwise", x, y, lmul, depthwise_tile(lmul, win.out_w), rounding)
+        variant = Variant(Kind.DEPTHWISE, x, y, lmul, depthwise_tile(lmul, win.out_w), rounding)
         wa = CArray(f"{fn}_weights", "int16_t", tuple(weights.reshape(-1).tolist()), "[kh][kw][channel]")
-        return "depthwise", variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
+        return Kind.DEPTHWISE, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
             win, wa, bias, rq, xt.zero_point, win.line_elements)
     one_pixel = (h, w_) == (1, 1) and (kh, kw) == (1, 1) and not any(node.pads)
     if one_pixel and node.groups == 1 and cout <= DOT_MAX_OUTPUTS:
@@ -323,10 +348,10 @@ def _plan_conv(graph: Graph, node: Conv2d, fn: str) -> tuple[str, Variant, tuple
     win = window(in_hw, cin_g, cin, cout_g, cout, (kh, kw), node.stride, node.dilation, node.pads)
     weights = node.weights.reshape(groups, cout_g, kh, kw, cin_g).transpose(0, 2, 3, 4, 1)
     lmul = acc_lmul(cout_g)
-    variant = Variant("conv", x, y, lmul, conv_tile(lmul, win.out_w), rounding)
+    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, win.out_w), rounding)
     wa = CArray(f"{fn}_weights", "int16_t", tuple(weights.reshape(-1).tolist()),
                 "[group][kh][kw][input channel][output channel]")
-    return "conv", variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
+    return Kind.CONV, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
         win, wa, bias, rq, xt.zero_point, win.line_elements, groups, kh * kw * cin_g * cout_g)
 
 
@@ -342,18 +367,20 @@ def _plan_depthwise_rows(fn, x, y, rounding, win, weights, bias, rq, zero_point)
     ba = CArray(f"{fn}_bias", "int32_t", tuple(tile(bias).reshape(-1).tolist()), f"[lane]: channel lane % {c}")
     if rq is not None and rq.per_channel:
         layout = f"[lane]: channel lane % {c}"
-        rq = replace(rq, multiplier=replace(rq.multiplier, values=tuple(tile(rq.multiplier.values).reshape(-1).tolist()),
+        rq = replace(rq, multiplier=replace(rq.multiplier,
+                                            values=tuple(tile(rq.multiplier.values).reshape(-1).tolist()),
                                             layout=layout),
                      shift=replace(rq.shift, values=tuple(tile(rq.shift.values).reshape(-1).tolist()), layout=layout))
-    variant = Variant("depthwise_rows", x, y, 8, 1, rounding)
-    return "depthwise_rows", variant, (wa, ba, *_requant_arrays(rq)), ConvArgs(
+    variant = Variant(Kind.DEPTHWISE_ROWS, x, y, 8, 1, rounding)
+    return Kind.DEPTHWISE_ROWS, variant, (wa, ba, *_requant_arrays(rq)), ConvArgs(
         win, wa, ba, rq, zero_point, win.line_elements, pattern=pattern)
 
 
 def _plan_dot(fn, x, y, rounding, weights: np.ndarray, bias: CArray, rq):
     cout, k = weights.shape
     wa = CArray(f"{fn}_weights", "int16_t", tuple(weights.reshape(-1).tolist()), "[output][input]")
-    return "dot", Variant("dot", x, y, 8, 1, rounding), (wa, bias, *_requant_arrays(rq)), DotArgs(k, cout, wa, bias, rq)
+    variant = Variant(Kind.DOT, x, y, 8, 1, rounding)
+    return Kind.DOT, variant, (wa, bias, *_requant_arrays(rq)), DotArgs(k, cout, wa, bias, rq)
 
 
 def _plan_dense(graph: Graph, node: Dense, fn: str):
@@ -371,9 +398,9 @@ def _plan_dense(graph: Graph, node: Dense, fn: str):
     # A fully connected layer is a 1x1 convolution over its rows; weights [input][output].
     win = window((1, rows), k, k, cout, cout, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0))
     lmul = acc_lmul(cout)
-    variant = Variant("conv", x, y, lmul, conv_tile(lmul, rows), rounding)
+    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, rows), rounding)
     wa = CArray(f"{fn}_weights", "int16_t", tuple(node.weights.T.reshape(-1).tolist()), "[input][output]")
-    return "conv", variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(win, wa, bias, rq, xt.zero_point, 0)
+    return Kind.CONV, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(win, wa, bias, rq, xt.zero_point, 0)
 
 
 def _plan_maxpool(graph: Graph, node: MaxPool, fn: str):
@@ -381,7 +408,7 @@ def _plan_maxpool(graph: Graph, node: MaxPool, fn: str):
     h, w, c = graph.tensor(node.inputs[0]).shape
     win = window((h, w), c, c, c, c, node.kernel, node.stride, node.dilation, node.pads)
     lowest = graph.tensor(node.inputs[0]).dtype.lo
-    return "maxpool", Variant("maxpool", x, None, e8_lmul(c)), (), MaxPoolArgs(win, lowest)
+    return Kind.MAXPOOL, Variant(Kind.MAXPOOL, x, None, e8_lmul(c)), (), MaxPoolArgs(win, lowest)
 
 
 def _plan_avgpool(graph: Graph, node: AvgPool, fn: str):
@@ -400,8 +427,8 @@ def _plan_avgpool(graph: Graph, node: AvgPool, fn: str):
         _fail(node, f"no requantization for windows of {missing[0]} valid positions")
     requants = tuple(_requant(node, node.requants[n], y, f"{fn}_count{n}") if n in node.requants and n in counts
                      else None for n in range(taps + 1))
-    variant = Variant("avgpool", x, y, acc_lmul(c), 1, roundings.pop())
-    return "avgpool", variant, _requant_arrays(*requants), AvgPoolArgs(win, t.zero_point, node.count_include_pad,
+    variant = Variant(Kind.AVGPOOL, x, y, acc_lmul(c), 1, roundings.pop())
+    return Kind.AVGPOOL, variant, _requant_arrays(*requants), AvgPoolArgs(win, t.zero_point, node.count_include_pad,
                                                                        requants)
 
 
@@ -423,8 +450,8 @@ def _plan_global_avgpool(graph: Graph, node: GlobalAvgPool, fn: str):
     h, w, c = t.shape
     y = ctype_of(graph.tensor(node.output).dtype, f"output {node.output!r}", node)
     rq = _requant(node, node.requant, y, fn)
-    variant = Variant("global_avgpool", x, y, acc_lmul(c), 1, _rounding(node.requant))
-    return "global_avgpool", variant, _requant_arrays(rq), GlobalAvgPoolArgs(h * w, c, t.zero_point, rq)
+    variant = Variant(Kind.GLOBAL_AVGPOOL, x, y, acc_lmul(c), 1, _rounding(node.requant))
+    return Kind.GLOBAL_AVGPOOL, variant, _requant_arrays(rq), GlobalAvgPoolArgs(h * w, c, t.zero_point, rq)
 
 
 def _elementwise_shape(shape: tuple[int, ...], per_channel: bool) -> tuple[int, int]:
@@ -440,8 +467,8 @@ def _plan_add(graph: Graph, node: Add, fn: str):
     y = ctype_of(out.dtype, f"output {node.output!r}", node)
     rq = _requant(node, node.requant, y, fn)
     pixels, channels = _elementwise_shape(out.shape, rq.per_channel)
-    variant = Variant("add", a, y, acc_lmul(channels), 1, _rounding(node.requant), x2=b)
-    return "add", variant, _requant_arrays(rq), AddArgs(pixels, channels, node.lhs_multiplier, node.rhs_multiplier,
+    variant = Variant(Kind.ADD, a, y, acc_lmul(channels), 1, _rounding(node.requant), x2=b)
+    return Kind.ADD, variant, _requant_arrays(rq), AddArgs(pixels, channels, node.lhs_multiplier, node.rhs_multiplier,
                                                         node.bias, rq)
 
 
@@ -451,8 +478,8 @@ def _plan_requantize(graph: Graph, node: Requantize, fn: str):
     y = ctype_of(graph.tensor(node.output).dtype, f"output {node.output!r}", node)
     rq = _requant(node, node.requant, y, fn)
     pixels, channels = _elementwise_shape(t.shape, rq.per_channel)
-    variant = Variant("requantize", x, y, acc_lmul(channels), 1, _rounding(node.requant))
-    return "requantize", variant, _requant_arrays(rq), RequantizeArgs(pixels, channels, t.zero_point, rq)
+    variant = Variant(Kind.REQUANTIZE, x, y, acc_lmul(channels), 1, _rounding(node.requant))
+    return Kind.REQUANTIZE, variant, _requant_arrays(rq), RequantizeArgs(pixels, channels, t.zero_point, rq)
 
 
 def _plan_concat(graph: Graph, node: Concat, fn: str):
@@ -462,11 +489,16 @@ def _plan_concat(graph: Graph, node: Concat, fn: str):
     elem = ctype_of(out.dtype, f"output {node.output!r}", node).bytes
     pixels = out.size // out.shape[-1]
     parts = tuple(graph.tensor(i).shape[-1] * elem for i in node.inputs)
-    variant = Variant("copy", None, None, e8_lmul(max(parts)))
-    return "concat", variant, (), CopyArgs(pixels, parts, out.shape[-1] * elem)
+    variant = Variant(Kind.COPY, None, None, e8_lmul(max(parts)))
+    return Kind.CONCAT, variant, (), CopyArgs(pixels, parts, out.shape[-1] * elem)
 
 
-_PLANNERS = {
+def _view(graph: Graph, node: Node, fn: str):
+    raise AssertionError("a view has no layer: its output aliases its input's storage (memory.storage_roots)")
+
+
+#: op type -> planner(graph, node, function name) -> (kernel kind, variant, constant arrays, arguments).
+PLANNERS = {
     Conv2d: _plan_conv,
     Dense: _plan_dense,
     MaxPool: _plan_maxpool,
@@ -475,33 +507,26 @@ _PLANNERS = {
     Add: _plan_add,
     Requantize: _plan_requantize,
     Concat: _plan_concat,
+    Reshape: _view,
 }
 
 
-def _macs(graph: Graph, node: Node) -> int:
-    if isinstance(node, (Conv2d, Dense)):
-        out = graph.tensor(node.output)
-        per_output = node.weights.size // node.out_channels
-        return out.size * per_output
-    return 0
-
-
 def plan_layers(graph: Graph) -> list[Layer]:
-    """One Layer per IR node except Reshape, in schedule order."""
-    nodes = [n for n in graph.nodes if not isinstance(n, Reshape)]
+    """One Layer per IR node except views (reshapes), in schedule order."""
+    nodes = [n for n in graph.nodes if not n.is_view]
     names = unique_identifiers([f"layer{i:02d}_{n.name}" for i, n in enumerate(nodes)], prefix="layer")
     layers = []
     for i, (node, fn) in enumerate(zip(nodes, names)):
-        planner = _PLANNERS.get(type(node))
+        planner = PLANNERS.get(type(node))
         if planner is None:
             _fail(node, "not supported by the RVV backend")
         kind, variant, arrays, args = planner(graph, node, fn)
         layers.append(Layer(i, kind, node.name, node.op, fn, node.inputs, node.output, variant, arrays, args,
-                            _macs(graph, node)))
+                            node.macs(graph)[0]))
     return layers
 
 
 def copy_layer(index: int, source: str, port: int, nbytes: int) -> Layer:
     """Copy a whole tensor into output port `port` (an output that is an input, or another output)."""
-    return Layer(index, "concat", f"copy of {source}", "Copy", f"layer{index:02d}_copy_to_output{port}", (source,),
-                 None, Variant("copy", None, None, 8), (), CopyArgs(1, (nbytes,), nbytes, port))
+    return Layer(index, Kind.CONCAT, f"copy of {source}", "Copy", f"layer{index:02d}_copy_to_output{port}", (source,),
+                 None, Variant(Kind.COPY, None, None, 8), (), CopyArgs(1, (nbytes,), nbytes, port))

@@ -66,7 +66,7 @@ def write_sources(generated: Generated, directory: Path) -> Path:
     return directory
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiler_identity(target: str) -> str:
     tool = qemu.CLANG if target == "riscv" else qemu.HOST_CC
     try:

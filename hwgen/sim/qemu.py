@@ -9,6 +9,7 @@ qemu-user, and a host ``cc`` (gcc, whose libasan/libubsan come with it).
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import logging
 import os
 import shutil
@@ -37,7 +38,8 @@ HOST_CC = "cc"
 RISCV_SYSROOT = Path("/usr/riscv64-linux-gnu")
 RISCV_LIBGCC_GLOB = "/usr/lib/gcc-cross/riscv64-linux-gnu/*/libgcc.a"
 
-PLUGIN_SOURCE = Path(__file__).parent / "qemu_plugin" / "insncount.c"
+#: The plugin's C source (package data of hwgen.sim.qemu_plugin).
+PLUGIN_SOURCE = importlib.resources.files("hwgen.sim.qemu_plugin") / "insncount.c"
 PLUGIN_CFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror")
 WARNING_FLAGS = ("-Wall", "-Wextra", "-Werror")
 SANITIZER_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all",
@@ -155,7 +157,8 @@ def build_plugin() -> Path:
     tmp = Path(tmp_name)
     try:
         start = time.perf_counter()
-        proc = _run([HOST_CC, *PLUGIN_CFLAGS, "-o", tmp, PLUGIN_SOURCE])
+        with importlib.resources.as_file(PLUGIN_SOURCE) as source_file:
+            proc = _run([HOST_CC, *PLUGIN_CFLAGS, "-o", tmp, source_file])
         if proc.returncode != 0:
             raise ToolchainError(f"building the QEMU plugin failed: {_error_line(proc.stderr)}",
                                  output=_text(proc.stderr))

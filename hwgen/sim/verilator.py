@@ -656,7 +656,7 @@ class PyVerilatorStream:
         self.sim = sim
         self.sim.auto_eval = False
         self.cached = cached
-        io_names = {name for name in sim.io}
+        io_names = set(sim.io)
         missing = [name for name in REQUIRED_PORTS if name not in io_names]
         if missing:
             raise ValueError(f"Module {sim.module_name!r} lacks the stream ports {missing}")

@@ -34,8 +34,9 @@ from amaranth import C, ClockSignal, Elaboratable, Instance, Module, ResetSignal
 from amaranth.lib import cdc, fifo, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..devices import Family
+from ..devices import device as lookup_device
 from ..errors import InvalidOptionError, ToolchainError
-from .devices import Family, device as lookup_device
 from .flow import SEED, SynthResult, check_fits, check_verified, make_report
 from .harness import StreamPorts, stream_ports
 from .report import yosys_resources
@@ -92,10 +93,9 @@ class UARTRx(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.FSM():
-            with m.State("IDLE"):
-                with m.If(~rx):  # start bit's falling edge: aim at its middle
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
-                    m.next = "START"
+            with m.State("IDLE"), m.If(~rx):  # start bit's falling edge: aim at its middle
+                m.d.sync += timer.eq(self.divisor // 2 - 1)
+                m.next = "START"
             with m.State("START"):
                 m.d.sync += timer.eq(timer - 1)
                 with m.If(timer == 0):

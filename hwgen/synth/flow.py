@@ -23,16 +23,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..devices import Device, DoesNotFitError, Family
+from ..devices import device as lookup_device
 from ..errors import InvalidOptionError, ToolchainError
-from .devices import Device, DoesNotFitError, Family, device as lookup_device
 from .harness import HARNESS_DESCRIPTION, HARNESS_TOP, StreamPorts, harness_verilog, stream_ports
 from .report import (
-    Resources, SynthReport, ToolVersions, memory_mappings, nextpnr_clocks, nextpnr_resources, yosys_cells,
+    Resources,
+    SynthReport,
+    ToolVersions,
+    memory_mappings,
+    nextpnr_clocks,
+    nextpnr_resources,
+    yosys_cells,
     yosys_resources,
 )
 from .tools import ProgressCallback, run_tool, tool_version
 
-__all__ = ["synthesize", "SynthResult", "SEED", "PLACERS", "ROUTERS", "yosys_script", "check_fits", "check_verified", "make_report",
+__all__ = ["synthesize", "SynthResult", "SEED", "PLACERS", "ROUTERS", "yosys_script", "check_fits", "check_verified",
+           "make_report",
            "sha256_file"]
 
 logger = logging.getLogger(__name__)
@@ -126,7 +134,8 @@ _MILESTONES = {
     "yosys": ((re.compile(r"^\d+\.\d+\. Executing (FLATTEN|MEMORY_LIBMAP|ICE40_DSP|ABC9|ABC) pass"),
                "{tool}: {0} pass"),),
     "nextpnr": ((re.compile(r"^Info: Packing constants"), "{tool}: packing"),
-                (re.compile(r"^Info: (?:Running main analytical placer|Running Static placer|Creating initial placement)"),
+                (re.compile(r"^Info: (?:Running main analytical placer|Running Static placer"
+                            r"|Creating initial placement)"),
                  "{tool}: placing"),
                 (re.compile(r"^Info: Routing\.\."), "{tool}: routing"),
                 (re.compile(r"^Info: Max frequency for clock '([^']+)': (.*)"), "{tool}: Fmax of {0}: {1}")),

@@ -59,7 +59,8 @@ class MacArray(wiring.Component):
             m.d.sync += products_valid.eq(self.i.valid)
             for j, product in enumerate(products):
                 x = self.i.payload[step * j:step * j + 8].as_signed()
-                w = self.weights[j] if self.weights is not None else self.i.payload[step * j + 8:step * j + 16].as_signed()
+                w = self.weights[j] if self.weights is not None else \
+                    self.i.payload[step * j + 8:step * j + 16].as_signed()
                 m.d.sync += product.eq(x * w)
         with m.If(total_free):
             m.d.sync += [total_valid.eq(products_valid), total.eq(sum(products))]

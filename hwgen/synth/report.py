@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .devices import Family
+from ..devices import Family
 
 __all__ = ["Resources", "CriticalPath", "ClockTiming", "MemoryMapping", "ToolVersions", "SynthReport",
            "yosys_resources", "yosys_cells", "nextpnr_resources", "nextpnr_clocks", "memory_mappings",
@@ -327,7 +327,8 @@ class SynthReport:
             "estimate": self.estimate,
             "estimate_error": {k: round(v, 4) for k, v in self.estimate_errors().items()} or None,
             "interval": self.interval,
-            "inferences_per_second": None if self.inferences_per_second is None else round(self.inferences_per_second, 1),
+            "inferences_per_second": None if self.inferences_per_second is None else
+            round(self.inferences_per_second, 1),
         }
 
     @classmethod

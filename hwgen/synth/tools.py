@@ -62,7 +62,7 @@ def missing_tools(tools: Sequence[str] = tuple(TOOLS)) -> list[str]:
 def tool_env() -> dict[str, str]:
     """os.environ with every tool's variable set, for Amaranth's generated build scripts."""
     env = dict(os.environ)
-    for tool, (variable, default, _) in TOOLS.items():
+    for variable, default, _ in TOOLS.values():
         env.setdefault(variable, default)
     return env
 

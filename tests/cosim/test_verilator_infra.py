@@ -23,7 +23,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hwgen.sim.verilator import (
-    PyVerilatorStream, SimulationError, StreamModel, ToolchainError, build, from_limbs,
+    PyVerilatorStream,
+    SimulationError,
+    StreamModel,
+    ToolchainError,
+    build,
+    from_limbs,
     to_limbs,
 )
 

@@ -116,7 +116,7 @@ def mutations(draw, model: onnx.ModelProto):
                 if flat.size:
                     flat[draw(st.integers(0, flat.size - 1))] = draw(FLOATS)
                 init.CopyFrom(numpy_helper.from_array(flat.reshape(array.shape), init.name))
-            elif array.size:
+            elif array.dtype.kind in "iu" and array.size:
                 info = np.iinfo(array.dtype)
                 flat = array.reshape(-1).copy()
                 flat[draw(st.integers(0, flat.size - 1))] = draw(st.sampled_from([info.min, info.max, 0]))

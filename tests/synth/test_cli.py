@@ -7,7 +7,7 @@ import pytest
 
 from hwgen.errors import InvalidOptionError
 from hwgen.synth import synthesize
-from hwgen.synth.cli import find_accelerator
+from hwgen.synth.accelerator import find_accelerator
 from hwgen.synth.harness import to_verilog
 from hwgen.synth.probes import MacArray
 
@@ -73,4 +73,5 @@ def test_find_accelerator_reads_the_fpga_backends_manifest(tmp_path):
                   "o": {"signals": {"o__payload": 80, "o__valid": 1, "o__ready": 1}},
                   "perf": {"direction": "output", "bits": 64}}}))
     acc = find_accelerator(tmp_path)
-    assert (acc.verilog, acc.top, acc.ports.in_width, acc.ports.out_width) == (fpga / "hwgen_tiny.v", "hwgen_tiny", 8, 80)
+    assert (acc.verilog, acc.top, acc.ports.in_width, acc.ports.out_width) == \
+        (fpga / "hwgen_tiny.v", "hwgen_tiny", 8, 80)

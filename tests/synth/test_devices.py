@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from hwgen.devices import DEVICES, DoesNotFitError, Family, device
 from hwgen.errors import InvalidOptionError
-from hwgen.synth.devices import DEVICES, DoesNotFitError, Family, device
 from hwgen.synth.report import nextpnr_resources
 
 from .conftest import DATA

@@ -127,7 +127,7 @@ def test_board_through_the_cli(tmp_path, capsys):
 
 @needs_tools
 def test_describe_lists_the_runs(up5k_run):
-    from hwgen.synth.cli import describe
+    from hwgen.synth.accelerator import describe
     out, _ = up5k_run
     text = describe(out)
     assert text.startswith("ice40-up5k (iCE40UP5K-SG48I): mac2 from mac2.v") and "Fmax clk:" in text

@@ -16,10 +16,9 @@ import pytest
 from hwgen import golden
 from hwgen.backends.fpga import build_accelerator, to_verilog
 from hwgen.compiler import compile_model
-from hwgen.fpga.plan import make_plan
+from hwgen.devices import DEVICES
+from hwgen.fpga.plan import engine_programs, make_plan
 from hwgen.fpga.resources import memories, place_memories
-from hwgen.hdl.accelerator import engine_programs
-from hwgen.synth.devices import DEVICES
 from hwgen.synth.netlist import ice40_netlist
 
 from ..conftest import DIGITS

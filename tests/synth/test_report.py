@@ -4,11 +4,20 @@ import json
 
 import pytest
 
-from hwgen.synth.devices import Family
+from hwgen.devices import Family
 from hwgen.synth.flow import _abc9_hierarchy_bug, _over_capacity
 from hwgen.synth.report import (
-    ClockTiming, MemoryMapping, Resources, SynthReport, ToolVersions, is_bogus_clock, memory_mappings,
-    nextpnr_clocks, nextpnr_resources, yosys_cells, yosys_resources,
+    ClockTiming,
+    MemoryMapping,
+    Resources,
+    SynthReport,
+    ToolVersions,
+    is_bogus_clock,
+    memory_mappings,
+    nextpnr_clocks,
+    nextpnr_resources,
+    yosys_cells,
+    yosys_resources,
 )
 from hwgen.synth.tools import first_error_line
 

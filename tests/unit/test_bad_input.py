@@ -4,7 +4,6 @@ written and nothing deleted."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
@@ -204,6 +203,13 @@ def _identity_model(tmp) -> str:
     return save(model, tmp / "i.onnx")
 
 
+def _qonnx(tmp, name: str, value) -> str:
+    """Found by the mutation fuzzer: a QONNX Quant whose bit width (or zero point) is NaN."""
+    model = onnx.load(MODELS / "brevitas" / "brevitas_w4a4_qonnx_ts_clean.onnx")
+    _set_init(model, name, value)
+    return save(model, tmp / "q.onnx")
+
+
 def _not_utf8(tmp) -> str:
     """Found by the mutation fuzzer: one flipped byte in a tensor name (protobuf hands back bytes)."""
     data = bytearray(TINY.read_bytes())
@@ -266,6 +272,12 @@ BAD_MODELS = {
                                           r"not UTF-8"),
     "an attribute of the wrong kind": (tiny(lambda m: _set_attr(m, "/Flatten", "axis", [1, 2])),
                                        r"axis|checker|inference"),
+    "a QONNX bit width that is NaN": (lambda t: _qonnx(t, "Quant_0_param2", np.float32(np.nan)), r"bit width"),
+    "a QONNX zero point that is NaN": (lambda t: _qonnx(t, "Quant_0_param1", np.float32(np.nan)), r"zero point"),
+    "a float8 zero point": (tiny(lambda m: setattr(_init(m, "/Relu_output_0_zero_point"), "data_type",
+                                                   TensorProto.FLOAT8E4M3FN)), r"float8|quantizes to|type"),
+    "a zero point that is an activation": (tiny(lambda m: _node(m, "logits_DequantizeLinear").input.__setitem__(
+        2, "input_QuantizeLinear_Output")), r"must be constant|checker|inference"),
     "Relu of another domain": (tiny(lambda m: setattr(_node(m, "/conv1/Conv"), "domain", "com.microsoft")),
                                r"unsupported op \(domain com\.microsoft\)"),
 }
@@ -530,7 +542,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
-    code, _, err = _console("compile", TINY, "-o", tmp_path / "o", "--vlen", "100")
+    code, _, err = _console("run", TINY, "--input", tmp_path / "x.npy", "--vlen", "100")
     assert code == 2
-    assert err == ("hwgen compile: error: argument --vlen: invalid choice: 100 (choose from 128, 256, 512, 1024); "
-                   "see hwgen compile --help\n")
+    assert err == ("hwgen run: error: argument --vlen: invalid choice: 100 (choose from 128, 256, 512, 1024); "
+                   "see hwgen run --help\n")

@@ -66,7 +66,8 @@ def test_a_batch_larger_than_the_budget_runs_in_chunks_with_the_same_results(big
 def test_one_sample_too_large_is_refused_with_the_amount(big_conv, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HWGEN_MEMORY_LIMIT", "1M")
     graph = compile_model(big_conv).graph
-    with pytest.raises(ResourceLimitError, match=r"needs about \d+\.\d MB of memory, more than hwgen's limit of 1\.0 MB"):
+    with pytest.raises(ResourceLimitError,
+                       match=r"needs about \d+\.\d MB of memory, more than hwgen's limit of 1\.0 MB"):
         golden.run_graph(graph, _inputs(graph, 1))
     code = main(["compile", str(big_conv), "-o", str(tmp_path / "out"), "--target", "rvv", "--rvv-no-count"])
     err = capsys.readouterr().err

@@ -70,7 +70,8 @@ def test_run_integer_model_prints_outputs(tmp_path, capsys):
 
 
 def test_report_json(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "report", DIGITS / "tinycnn_unstruct50_qdq_s8s8_pc.onnx", "--json", tmp_path / "r.json")
+    code, out, _ = run_cli(capsys, "report", DIGITS / "tinycnn_unstruct50_qdq_s8s8_pc.onnx", "--json",
+                           tmp_path / "r.json")
     assert code == 0
     totals = json.loads((tmp_path / "r.json").read_text())["totals"]
     assert totals["nonzero_macs"] < 0.6 * totals["macs"]

@@ -136,7 +136,7 @@ def test_type_for_range_is_the_narrowest(lo, span):
        st.floats(1e-3, 10), st.integers(-20, 20))
 def test_quantize_float_matches_onnx_reference(xs, scale, zp):
     scale = float(np.float32(scale))
-    from onnx import helper, TensorProto
+    from onnx import TensorProto, helper
     from onnx.reference import ReferenceEvaluator
 
     x = np.array(xs, dtype=np.float32)

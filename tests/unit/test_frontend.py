@@ -14,7 +14,7 @@ from hwgen.ir import AvgPool, Conv2d, Dense, MaxPool, Requantize, verify
 from hwgen.passes import run_passes
 
 from ..conftest import ort_run
-from .qmodels import OPSET, GraphBuilder, Q, qdq_conv, qlinear_conv, random_weights
+from .qmodels import GraphBuilder, Q, qdq_conv, qlinear_conv, random_weights
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -65,7 +65,8 @@ def test_conv2d_matches_naive_loops(data):
     node = Conv2d("conv", ("x",), ("y",), weights=weights, bias=rng.integers(-1000, 1000, size=cout),
                   stride=stride, dilation=dilation, pads=pads, groups=groups, requant=None)
     oh, ow = conv_output_hw((h, w), (kh, kw), stride, dilation, pads)
-    g = _graph(node, Tensor("x", (h, w, cin), I8, zx, (1.0,)), Tensor("y", (oh, ow, cout), IntType(32, True), 0, (1.0,)))
+    g = _graph(node, Tensor("x", (h, w, cin), I8, zx, (1.0,)),
+               Tensor("y", (oh, ow, cout), IntType(32, True), 0, (1.0,)))
     x = rng.integers(-128, 128, size=(2, h, w, cin))
     assert np.array_equal(run_graph(g, {"x": x})["y"], _naive_conv(x, g.nodes[0], zx))
 

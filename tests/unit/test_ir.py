@@ -39,11 +39,13 @@ def test_verifier_names_the_first_bad_node(mobilenet):
     with pytest.raises(VerificationError, match=r"^node '/pw/pw.0/Conv' \(Conv2d\): accumulator i12 cannot hold"):
         verify(narrow)
     unordered = replace(mobilenet, nodes=mobilenet.nodes[1:] + mobilenet.nodes[:1])
-    with pytest.raises(VerificationError, match=r"^node '/dw/dw.0/Conv' \(Conv2d\): input .* is not defined before use"):
+    with pytest.raises(VerificationError,
+                       match=r"^node '/dw/dw.0/Conv' \(Conv2d\): input .* is not defined before use"):
         verify(unordered)
     rq = mobilenet.nodes[3].requant
     clamp = _swap_node(mobilenet, 3, requant=replace(rq, hi=300))
-    with pytest.raises(VerificationError, match=r"^node '/Add' \(Add\): clamp \[0, 300\] is outside the output type u8"):
+    with pytest.raises(VerificationError,
+                       match=r"^node '/Add' \(Add\): clamp \[0, 300\] is outside the output type u8"):
         verify(clamp)
 
 

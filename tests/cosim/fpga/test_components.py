@@ -10,11 +10,20 @@ import shutil
 
 import numpy as np
 import pytest
+from fpga_support import (
+    add_graph,
+    avgpool_graph,
+    concat_graph,
+    conv_graph,
+    dense_graph,
+    expected,
+    gap_graph,
+    maxpool_graph,
+    to_verilog,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fpga_support import (add_graph, avgpool_graph, concat_graph, conv_graph, dense_graph, expected, gap_graph,
-                          maxpool_graph, to_verilog)
 from hwgen.fixed import IntType, Rounding
 from hwgen.fpga.plan import make_plan
 from hwgen.sim.rtl import pack_words, unpack_words

@@ -18,9 +18,8 @@ import tempfile
 from pathlib import Path
 
 from amaranth import Module
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.lib import stream
 
 from hwgen.synth import synthesize
 from hwgen.synth.harness import to_verilog

@@ -9,11 +9,10 @@ import pytest
 
 from hwgen.cli import main
 from hwgen.compiler import compile_model
-from hwgen.fpga.fit import DoesNotFitDevice, LOGIC_MARGIN, budget_ladder, fit_budget, fit_device
-from hwgen.fpga.plan import WINDOW_SLACK_ROWS, make_plan
+from hwgen.devices import DEVICES
+from hwgen.fpga.fit import LOGIC_MARGIN, DoesNotFitDevice, budget_ladder, fit_budget, fit_device
+from hwgen.fpga.plan import WINDOW_SLACK_ROWS, engine_programs, make_plan
 from hwgen.fpga.resources import memories
-from hwgen.hdl.accelerator import engine_programs
-from hwgen.synth.devices import DEVICES
 
 MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
 DIGITS, PERSON = MODELS / "digits", MODELS / "person_detect"

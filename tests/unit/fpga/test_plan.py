@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-
 from fpga_support import add_graph, concat_graph, conv_graph, dense_graph, tensor
+
 from hwgen.compiler import compile_model
 from hwgen.errors import InvalidOptionError, UnsupportedModelError
 from hwgen.fixed import IntType, Rounding
 from hwgen.fpga.plan import BRANCH_WORDS, RATE_MARGIN, make_plan, plan_from_json, plan_to_json
-from hwgen.ir import Conv2d, Graph, Requantize, Requant
+from hwgen.ir import Conv2d, Graph, Requant, Requantize
 
 MOBILENET = "examples/models/digits/mobilenet/mobilenet_fp32_qdq_s8s8_pc.onnx"
 

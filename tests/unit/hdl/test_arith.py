@@ -5,7 +5,8 @@ from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwgen.hdl.arith import DSP_CHUNK, chunk_widths, const_multiply, csd_digits, dsp_multiply, lut_multiply
+from hwgen.fpga.hardware import DSP_CHUNK, chunk_widths, csd_digits
+from hwgen.hdl.arith import const_multiply, dsp_multiply, lut_multiply
 
 
 @st.composite

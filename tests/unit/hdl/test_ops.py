@@ -9,11 +9,20 @@ output as wide as the accumulator (y = acc), so no rounding can hide a wrong sum
 import os
 
 import numpy as np
+from fpga_support import (
+    add_cases,
+    avgpool_cases,
+    concat_cases,
+    conv_cases,
+    dense_cases,
+    expected,
+    gap_cases,
+    maxpool_cases,
+    random_inputs,
+    simulate,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from fpga_support import (add_cases, avgpool_cases, concat_cases, conv_cases, dense_cases, expected, gap_cases,
-                          maxpool_cases, random_inputs, simulate)
 
 # HWGEN_EXAMPLES=400 for a longer campaign
 SETTINGS = settings(max_examples=int(os.environ.get("HWGEN_EXAMPLES", "60")), deadline=None,

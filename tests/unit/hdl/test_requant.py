@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from hwgen import fixed
 from hwgen.fixed import Rounding
-from hwgen.hdl.requant import REQUANT_LATENCY, requantize
+from hwgen.fpga.hardware import REQUANT_LATENCY
+from hwgen.hdl.requant import requantize
 
 
 @st.composite

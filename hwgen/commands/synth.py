@@ -4,83 +4,38 @@
     hwgen synth OUT --board icebreaker [--baud 115200] -> OUT/synth/icebreaker/report.json, hwgen_board.bin
     hwgen synth acc.v --top acc --device ecp5-85k      -> synth/ecp5-85k/ beside acc.v (or --output DIR)
 
-``OUT`` is a ``hwgen compile ... --target fpga`` output; :func:`find_accelerator` is the one
-place that knows where the FPGA backend leaves its Verilog.
+``OUT`` is a ``hwgen compile ... --target fpga`` output (see `hwgen.synth.accelerator`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
+from ..backends.fpga import load_output
+from ..devices import DEVICES
 from ..errors import InvalidOptionError
+from ..fpga.plan import engine_programs
+from ..fpga.report import report_from_json
+from ..fpga.resources import estimate
+from ..logs import NOTICE, get_logger
 from ..outdir import OutputDir, read_json, reading
-from .devices import DEVICES
-from .flow import PLACERS, ROUTERS, SEED, synthesize
-from .harness import StreamPorts, stream_ports
-from .report import SynthReport
+from ..synth.accelerator import Accelerator, find_accelerator, verilog_accelerator
+from ..synth.flow import PLACERS, ROUTERS, SEED, synthesize
+from ..synth.report import SynthReport
+from .options import HelpFormatter
 
-__all__ = ["register_commands", "cmd_synth", "describe", "Accelerator", "find_accelerator"]
-
-
-@dataclass(frozen=True)
-class Accelerator:
-    """The Verilog to synthesize, its top module, its stream ports, and (when the FPGA backend
-    recorded it) the sha256 of the Verilog that passed co-simulation."""
-
-    verilog: Path
-    top: str
-    ports: StreamPorts
-    verified_sha256: str | None = None
+log = get_logger("synth")
 
 
-def find_accelerator(out: Path) -> Accelerator:
-    """The accelerator in a compile output ``OUT``, from ``OUT/fpga/manifest.json``: its ``top``,
-    ``verilog`` file name and payload widths (the FPGA backend's ``ports.i.signals.i__payload``,
-    or plain ``in_width`` / ``out_width``), and ``verilog_sha256`` if recorded. Without a
-    manifest, the single ``OUT/fpga/*.v``, its top module named as the file."""
-    fpga = out / "fpga"
-    if not fpga.is_dir():
-        raise InvalidOptionError(f"{out}: no fpga/ directory; run `hwgen compile MODEL -o {out} --target fpga` "
-                                 "first, or pass a Verilog file with --top")
-    manifest = fpga / "manifest.json"
-    if manifest.is_file():
-        data = read_json(manifest)
-        try:
-            top = data["top"]
-            if "ports" in data:
-                widths = (data["ports"]["i"]["signals"]["i__payload"], data["ports"]["o"]["signals"]["o__payload"])
-            else:
-                widths = (data["in_width"], data["out_width"])
-        except KeyError as exc:
-            raise InvalidOptionError(f"{manifest}: no {exc.args[0]!r}") from None
-        return Accelerator(fpga / data.get("verilog", f"{top}.v"), top, StreamPorts(int(widths[0]), int(widths[1])),
-                           data.get("verilog_sha256"))
-    files = sorted(fpga.glob("*.v"))
-    if len(files) != 1:
-        raise InvalidOptionError(f"{fpga}: expected manifest.json or exactly one .v file, found "
-                                 f"{[f.name for f in files]}")
-    return _verilog_accelerator(files[0], files[0].stem)
-
-
-def _verilog_accelerator(path: Path, top: str) -> Accelerator:
-    try:
-        return Accelerator(path, top, stream_ports(path.read_text(), top))
-    except ValueError as exc:
-        raise InvalidOptionError(f"{path}: {exc}") from None
-
-
-def register_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``hwgen synth`` to the CLI's subcommands."""
-    p = subparsers.add_parser(
+def register(sub) -> None:
+    p = sub.add_parser(
         "synth", help="synthesize the FPGA accelerator (yosys + nextpnr) for a device or a board",
         description="Synthesize, place and route the accelerator of a `hwgen compile --target fpga` output "
                     "(or a Verilog file) with yosys and nextpnr, pack a bitstream, and write "
                     "synth/<device or board>/report.json: resources, Fmax and where memories went.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("out", type=Path, metavar="OUT", help="compile output directory, or a Verilog file")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--device", choices=list(DEVICES), help="synthesize for this FPGA (bitstream not for a board)")
@@ -100,16 +55,16 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fifo-bytes", type=int, default=None, metavar="N",
                    help="RX FIFO of the --board bridge, in bytes (default: 2048); no byte is lost if one input "
                         "tensor fits")
-    p.set_defaults(func=cmd_synth)
+    p.set_defaults(func=run)
 
 
 def _progress(message: str) -> None:
-    print(f"hwgen synth: {message}", file=sys.stderr, flush=True)
+    log.log(NOTICE, "synth: %s", message)
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.out.is_file():
-        acc = _verilog_accelerator(args.out, args.top or args.out.stem)
+        acc = verilog_accelerator(args.out, args.top or args.out.stem)
         base = args.out.parent / "synth"
     elif args.out.is_dir():
         acc = find_accelerator(args.out)
@@ -152,11 +107,6 @@ def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
 def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
     """The report with hwgen's resource estimate for the device and the accelerator's interval
     (measured in co-simulation if `hwgen sim` or --measure ran, else the plan's)."""
-    from ..backends.fpga import load_output
-    from ..fpga.report import report_from_json
-    from ..fpga.resources import estimate
-    from ..hdl.accelerator import engine_programs
-
     if not (out / "ir.json").is_file():
         return report
     compiled = load_output(out)
@@ -174,9 +124,3 @@ def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
             interval = round(measured.interval)
     return replace(report, estimate={"logic": est.logic, "ff": est.ff, "dsp": est.dsp, "bram": est.bram},
                    interval=interval)
-
-
-def describe(out: Path) -> str | None:
-    """The synthesis reports under ``OUT/synth/``, as text for ``hwgen report OUT`` (None if none)."""
-    reports = sorted((out / "synth").glob("*/report.json"))
-    return "\n".join(SynthReport.read(path).to_text() for path in reports) or None

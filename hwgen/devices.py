@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..errors import HwgenError, InvalidOptionError
+from .errors import HwgenError, InvalidOptionError
 
 __all__ = ["Family", "Device", "DEVICES", "device", "DoesNotFitError"]
 

@@ -1,0 +1,76 @@
+"""Command-line options shared by several commands, and their typed options below the CLI."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..backends.fpga import FpgaOptions
+from ..backends.rvv import VLEN_CHOICES, RvvOptions
+from ..compiler import CompileOptions
+from ..devices import DEVICES
+from ..fixed import MULTIPLIER_BITS, Rounding
+from ..fpga.folding import DEFAULT_MULTIPLIERS
+
+__all__ = ["add_model_options", "compile_options", "add_fpga_options", "fpga_options", "add_rvv_options",
+           "rvv_options", "HelpFormatter"]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown once, and only where there is one (not for required options or flags)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def add_model_options(p: argparse.ArgumentParser, model_help: str = "the quantized ONNX model") -> None:
+    p.add_argument("model", type=Path, metavar="MODEL", help=model_help)
+    p.add_argument("--rounding", choices=[r.value for r in Rounding], default=Rounding.RNE.value,
+                   help="requantization rounding: rne (ties to even, as ONNX) or rnu (ties up, cheaper in "
+                        "hardware)")
+    p.add_argument("--multiplier-bits", type=int, default=MULTIPLIER_BITS, metavar="N",
+                   help="bits of the requantization multipliers, 2..32")
+
+
+def compile_options(args: argparse.Namespace) -> CompileOptions:
+    return CompileOptions(Rounding(args.rounding), args.multiplier_bits)
+
+
+def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
+    group = p.add_argument_group("FPGA target (--target fpga)" if compiling else "FPGA accelerator (--backend rtl)")
+    group.add_argument("--multipliers", dest="fpga_multipliers", type=int, default=None, metavar="N",
+                       help=f"multiplier budget the layers share, balanced so every engine takes about the same "
+                            f"cycles (default: {DEFAULT_MULTIPLIERS}, or what fits --device; requantization "
+                            f"needs DSPs of its own)")
+    group.add_argument("--fold", dest="fpga_folds", action="append", default=[], metavar="LAYER=PE,SIMD",
+                       help="give LAYER (node name or identifier) its own engine of PE output channels x SIMD "
+                            "inputs in parallel (repeatable; PE must divide Cout, SIMD the fan-in K)")
+    group.add_argument("--device", dest="fpga_device", default=None, choices=list(DEVICES),
+                       help="fit the accelerator to this FPGA: the fastest folding whose estimated DSPs, block RAM "
+                            "and logic fit it (with --multipliers N: that budget, checked against the device)")
+    if compiling:
+        group.add_argument("--measure", dest="fpga_measure", action="store_true",
+                           help="also measure latency, interval and busy cycles in Verilator")
+
+
+def fpga_options(args: argparse.Namespace) -> FpgaOptions:
+    return FpgaOptions(args.fpga_device, args.fpga_multipliers, tuple(args.fpga_folds),
+                       getattr(args, "fpga_measure", False))
+
+
+def add_rvv_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
+    group = p.add_argument_group("RISC-V vector target (--target rvv)" if compiling else
+                                 "RISC-V vector code (--backend rvv)")
+    if compiling:
+        group.add_argument("--rvv-no-count", dest="rvv_no_count", action="store_true",
+                           help="do not measure instruction counts under QEMU for rvv/report.json")
+    else:
+        group.add_argument("--vlen", dest="rvv_vlen", type=int, choices=VLEN_CHOICES, default=128,
+                           help="VLEN of the simulated vector unit")
+
+
+def rvv_options(args: argparse.Namespace) -> RvvOptions:
+    return RvvOptions(vlen=getattr(args, "rvv_vlen", 128), count=not getattr(args, "rvv_no_count", False))

@@ -1,0 +1,50 @@
+"""`hwgen report MODEL|OUT`: per-layer MACs, parameters, sparsity and bit widths (and each target's
+cycles or instruction counts for a compile output)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import backends
+from ..compiler import compile_model
+from ..errors import InvalidOptionError
+from ..outdir import reading, write_file
+from ..synth.accelerator import describe as describe_synthesis
+from .options import HelpFormatter, add_model_options, compile_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="per-layer MACs, parameters, sparsity and bit widths",
+                       description="Report on MODEL.onnx, or on a compile output directory OUT (with each "
+                                   "target's cycles or instruction counts).",
+                       formatter_class=HelpFormatter)
+    add_model_options(p, model_help="the quantized ONNX model, or a compile output directory OUT")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model.is_dir():  # a compile output: the model's report and each target's
+        return _output_dir(args.model)
+    report = compile_model(args.model, compile_options(args)).report
+    if args.json:
+        write_file(args.json, json.dumps(report.to_json(), indent=1) + "\n", what="JSON report")
+    print(report.to_text())
+    return 0
+
+
+def _output_dir(out: Path) -> int:
+    if not (out / "report.txt").exists():
+        raise InvalidOptionError(f"{out}: not a hwgen compile output (no report.txt)")
+    with reading(out / "report.txt"):
+        print((out / "report.txt").read_text(), end="")
+    for name in backends.TARGETS:
+        text = backends.backend(name).describe(out)
+        if text:
+            print(f"\n== {name}\n{text}")
+    text = describe_synthesis(out)
+    if text:
+        print(f"\n== synth\n{text}")
+    return 0

@@ -1,0 +1,66 @@
+"""`hwgen sim OUT --input X`: the compiled accelerator in Verilator, against the golden model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import golden
+from ..arrays import load_inputs
+from ..backends.fpga import cycles_line, load_output, measure, progress, report_files, require_verilator
+from ..errors import InvalidOptionError
+from ..fpga.report import report_from_json
+from ..outdir import read_json, reading, update_files
+from .options import HelpFormatter
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sim", help="simulate a compiled FPGA accelerator in Verilator against the golden model",
+                       formatter_class=HelpFormatter)
+    p.add_argument("out", type=Path, metavar="OUT", help="a directory written by hwgen compile --target fpga")
+    p.add_argument("--input", type=Path, required=True, metavar="X.npy",
+                   help="input array (.npy) in the model's ONNX layout, or arrays named as its inputs (.npz)")
+    p.add_argument("--trace", type=Path, default=None, metavar="OUT.fst", help="write an FST waveform")
+    p.add_argument("--stall", type=float, default=0.0, metavar="P",
+                   help="stall both streams at random with probability P (0 <= P < 1)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.stall < 1.0:
+        raise InvalidOptionError(f"--stall must be in [0, 1), not {args.stall}")
+    require_verilator()
+    show = progress("sim")
+    out = load_output(args.out, trace=args.trace is not None, progress=show)
+    graph = out.graph
+    feeds = load_inputs(args.input, graph)
+    captured = {}
+
+    def core(inputs):
+        run = out.accelerator.run(inputs[graph.inputs[0]], stall_prob=args.stall, trace_path=args.trace,
+                                  progress=show)
+        captured["run"], captured["inputs"] = run, inputs
+        return {graph.outputs[0]: run.outputs}
+
+    rtl = golden.run_model(graph, feeds, core=core)
+    run, inputs = captured["run"], captured["inputs"]
+    expected = golden.run_graph(graph, inputs)[graph.outputs[0]]
+    samples = len(inputs[graph.inputs[0]])
+    show(cycles_line(run, samples, out.plan))
+    for name, y in rtl.items():
+        print(f"{name}: {np.array2string(y, threshold=64)}")
+    if not np.array_equal(run.outputs, expected):
+        bad = int(np.count_nonzero(run.outputs != expected))
+        print(f"hwgen: sim: MISMATCH: {bad} of {expected.size} outputs differ from the golden model", file=sys.stderr)
+        return 1
+    print(f"hwgen: sim: {samples} inference(s) equal to the golden model, bit for bit", file=sys.stderr)
+    if args.stall == 0.0 and args.trace is None:
+        with reading(out.fpga / "report.json"):
+            report = report_from_json(read_json(out.fpga / "report.json"))
+        measured, counters, _ = measure(graph, out.accelerator, inputs[graph.inputs[0]])
+        update_files(out.root, {f"fpga/{name}": text.encode()
+                                for name, text in report_files(report.with_measurement(measured, counters)).items()})
+    return 0

@@ -1,0 +1,1 @@
+"""The QEMU TCG plugin that counts executed instructions per function (C source, package data)."""
