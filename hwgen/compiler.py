@@ -13,13 +13,13 @@ import onnx
 from . import irjson
 from .errors import InvalidOptionError, UnsupportedModelError
 from .fixed import MULTIPLIER_BITS, Rounding
-from .frontend import LoweringConfig, import_model, import_onnx
+from .frontend import LoweringConfig, import_model, import_onnx, survey_model
 from .ir import Graph
 from .outdir import OutputDir
 from .passes import run_passes
 from .report import Report, build_report
 
-__all__ = ["CompileOptions", "Compiled", "compile_model"]
+__all__ = ["CompileOptions", "Compiled", "compile_model", "Survey", "survey"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,26 @@ class Compiled:
             path = directory / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What hwgen makes of a model it cannot compile whole: the report of its supported part and
+    every node it cannot import."""
+
+    report: Report | None                         # None: nothing of the model is supported
+    unsupported: tuple[UnsupportedModelError, ...]
+
+
+def survey(model: str | Path | onnx.ModelProto, options: CompileOptions = CompileOptions()) -> Survey:
+    """The supported part's report and the unsupported nodes (none: the model compiles)."""
+    graph, unsupported = survey_model(model, LoweringConfig(options.rounding, options.multiplier_bits))
+    report = None
+    if graph.nodes and graph.outputs:
+        imported = graph
+        graph = run_passes(imported)
+        report = build_report(graph, imported) if graph.nodes else None
+    return Survey(report, tuple(unsupported))
 
 
 def compile_model(model: str | Path | onnx.ModelProto, options: CompileOptions = CompileOptions()) -> Compiled:

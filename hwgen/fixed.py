@@ -35,6 +35,7 @@ __all__ = [
     "round_half_even",
     "quantize_float",
     "dequantize",
+    "lookup_table",
     "MULTIPLIER_BITS",
     "MAX_SHIFT",
 ]
@@ -216,3 +217,26 @@ def dequantize(q, scale, zero_point):
     """ONNX DequantizeLinear: (q - zero_point) * scale, in float32."""
     diff = (np.asarray(q, dtype=np.int64) - np.asarray(zero_point, dtype=np.int64)).astype(np.float32)
     return diff * np.asarray(scale, dtype=np.float32)
+
+
+def lookup_table(function, itype: IntType, scale, zero_point, otype: IntType, out_scale, out_zero_point,
+                 lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    """The table of an elementwise function between quantized tensors: entry k is
+
+        clamp(QuantizeLinear(function(DequantizeLinear(itype.lo + k))), lo, hi)
+
+    for every value of `itype`, the float path of a QDQ graph (float32, round half to even)
+    evaluated once per possible input, so a lookup is exact by construction. `function` maps
+    the (n,) float32 inputs to (..., n) results (several tables: one per leading index).
+    Raises ValueError if the function is NaN anywhere (NaN has no quantized value).
+    """
+    x = np.arange(itype.lo, itype.hi + 1, dtype=np.int64)
+    with np.errstate(all="ignore"):  # NaN is refused below; overflow to infinity saturates
+        real = np.asarray(function(dequantize(x, scale, zero_point)), dtype=np.float32)
+    if real.shape[-1:] != x.shape:
+        raise ValueError(f"the function returned shape {real.shape} for {x.size} inputs")
+    nan = np.isnan(real)
+    if nan.any():
+        raise ValueError(f"the function is NaN for input {int(x[np.nonzero(nan)[-1][0]])}")
+    q = quantize_float(real, out_scale, out_zero_point, otype)
+    return np.clip(q, otype.lo if lo is None else lo, otype.hi if hi is None else hi)

@@ -16,17 +16,25 @@ from .errors import InvalidOptionError
 from .ir import (
     REQUANT_SLICE,
     Add,
+    Affine,
     AvgPool,
     Concat,
     Conv2d,
     Dense,
+    DepthToSpace,
     GlobalAvgPool,
     Graph,
     HostQuantize,
+    Lookup,
     MaxPool,
+    Mul,
     Node,
+    Pad,
     Requantize,
     Reshape,
+    Resize,
+    Slice,
+    Transpose,
     conv_output_hw,
 )
 
@@ -163,6 +171,62 @@ def reshape(node: Reshape, x: np.ndarray, graph: Graph) -> np.ndarray:
     return x.reshape((x.shape[0], *graph.tensor(node.output).shape))
 
 
+def lookup(node: Lookup, x: np.ndarray, graph: Graph) -> np.ndarray:
+    index = x - graph.tensor(node.inputs[0]).dtype.lo
+    if not node.channel_tables:
+        return node.tables[0][index]
+    per_channel = node.tables[list(node.channel_tables)]      # (C, entries)
+    return per_channel[np.arange(x.shape[-1]), index]
+
+
+def mul(node: Mul, a: np.ndarray, b: np.ndarray, graph: Graph) -> np.ndarray:
+    za, zb = (graph.tensor(n).zero_point for n in node.inputs)
+    if b.shape != a.shape:  # one value per channel, broadcast over the positions
+        b = b.reshape(b.shape[0], *([1] * (a.ndim - 2)), a.shape[-1])
+    acc = (a - za) * (b - zb)
+    _check_acc(node, acc)
+    return node.requant.apply(acc)
+
+
+def affine(node: Affine, x: np.ndarray, graph: Graph) -> np.ndarray:
+    zx = graph.tensor(node.inputs[0]).zero_point
+    acc = np.array(node.scale, dtype=np.int64) * (x - zx) + np.array(node.offset, dtype=np.int64)
+    _check_acc(node, acc)
+    return node.requant.apply(acc)
+
+
+def pad(node: Pad, x: np.ndarray, graph: Graph) -> np.ndarray:
+    return np.pad(x, ((0, 0), *node.pads), constant_values=node.value)
+
+
+def resize(node: Resize, x: np.ndarray, graph: Graph) -> np.ndarray:
+    if node.requant is None:  # nearest: every output reads one input, unchanged
+        rows = [taps[0][0] for taps in node.rows]
+        cols = [taps[0][0] for taps in node.cols]
+        return x[:, rows][:, :, cols]
+    zx = graph.tensor(node.inputs[0]).zero_point
+    d = x - zx
+    by_rows = np.stack([sum(w * d[:, r] for r, w in taps) for taps in node.rows], axis=1)
+    acc = np.stack([sum(w * by_rows[:, :, c] for c, w in taps) for taps in node.cols], axis=2)
+    _check_acc(node, acc)
+    return node.requant.apply(acc)
+
+
+def depth_to_space(node: DepthToSpace, x: np.ndarray, graph: Graph) -> np.ndarray:
+    b, h, w, _ = x.shape
+    by, bx = node.block
+    y = x[..., list(node.channels)].reshape(b, h, w, by, bx, -1)
+    return y.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * by, w * bx, -1)
+
+
+def slice_(node: Slice, x: np.ndarray, graph: Graph) -> np.ndarray:
+    return x[(slice(None), *(slice(s, e) for s, e in zip(node.starts, node.ends)))]
+
+
+def transpose(node: Transpose, x: np.ndarray, graph: Graph) -> np.ndarray:
+    return x.transpose(0, *(p + 1 for p in node.perm))
+
+
 OPS = {
     Conv2d: conv2d,
     Dense: dense,
@@ -173,6 +237,14 @@ OPS = {
     Concat: concat,
     Requantize: requantize,
     Reshape: reshape,
+    Lookup: lookup,
+    Mul: mul,
+    Affine: affine,
+    Pad: pad,
+    Resize: resize,
+    DepthToSpace: depth_to_space,
+    Slice: slice_,
+    Transpose: transpose,
 }
 
 

@@ -28,7 +28,8 @@ from .names import terminal
 __all__ = [
     "Tensor", "Requant", "Node", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool",
     "Add", "Concat", "Requantize", "Reshape", "Layout", "HostQuantize", "InputPort", "OutputPort", "HostTail",
-    "Graph", "OP_TYPES", "OP_BY_NAME", "verify", "conv_output_hw", "REQUANT_SLICE",
+    "Graph", "OP_TYPES", "OP_BY_NAME", "verify", "Lookup", "Mul", "Affine", "Pad", "Resize", "DepthToSpace", "Slice",
+    "Transpose", "MAX_LOOKUP_BITS", "conv_output_hw", "REQUANT_SLICE",
 ]
 
 
@@ -149,6 +150,9 @@ class Node:
     def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int | None:
         """Worst-case |acc| of its accumulator (None: it has none)."""
         return None
+
+    def check(self, ins: list[Tensor], out: Tensor) -> None:
+        """The op's own invariants beyond shapes and types (raises through `_fail`)."""
 
     def macs(self, graph: Graph) -> tuple[int, int]:
         """Multiply-accumulates per inference: dense, and with zero weights skipped."""
@@ -469,8 +473,234 @@ class Reshape(Node):
         return None  # any shape of the same size (checked by the verifier)
 
 
+#: Inputs of a lookup table have at most this many bits (its 2**bits entries are computed at compile time).
+MAX_LOOKUP_BITS = 8
+
+
+@dataclass(frozen=True, eq=False)
+class Lookup(Node):
+    """y = tables[t][x - x.dtype.lo], t = channel_tables[channel]: an elementwise function of an input
+    of at most MAX_LOOKUP_BITS bits as the table of its results (`fixed.lookup_table`), exact by
+    construction. One table serves every channel unless the function differs by channel (PRelu's
+    slopes): then `channel_tables` names each channel's table."""
+
+    tables: np.ndarray = None            # (T, 2**bits) output integers
+    channel_tables: tuple[int, ...] = ()  # one table index per channel, or () for table 0 everywhere
+    function: str = ""                   # what it computes, for reports ("Sigmoid", "LeakyRelu(alpha=0.1)")
+    op: ClassVar[str] = "Lookup"
+
+    def __post_init__(self):
+        object.__setattr__(self, "tables", _frozen_array(self.tables))
+
+    def output_shape(self, shapes):
+        return shapes[0]
+
+    def check(self, ins, out):
+        x = ins[0].dtype
+        if x.bits > MAX_LOOKUP_BITS:
+            _fail(self, f"a lookup table needs an input of at most {MAX_LOOKUP_BITS} bits, not {x}")
+        if self.tables.ndim != 2 or self.tables.shape[1] != 1 << x.bits:
+            _fail(self, f"tables {self.tables.shape} do not have 2**{x.bits} entries each")
+        if not out.dtype.contains(self.tables):
+            _fail(self, f"table values outside the output type {out.dtype}")
+        if self.channel_tables and (len(self.channel_tables) != out.shape[-1]
+                                    or not all(0 <= t < len(self.tables) for t in self.channel_tables)):
+            _fail(self, f"channel_tables must name one of {len(self.tables)} tables for each of {out.shape[-1]} "
+                        "channels")
+
+    def params_str(self) -> str:
+        return f"{self.function} tables={len(self.tables)}x{self.tables.shape[1]}"
+
+
+@dataclass(frozen=True, eq=False)
+class Mul(_Accumulating, Node):
+    """acc = (a - za) * (b - zb), then requant. `b` has a's shape, or is one value per channel
+    broadcast over a's positions (squeeze-excite's x * s: b of shape (1, 1, C) or (C,))."""
+
+    acc: IntType = IntType(32, True)
+    requant: Requant = None
+    op: ClassVar[str] = "Mul"
+
+    def broadcasts(self, shapes) -> bool:
+        """Whether b is a per-channel vector broadcast over a."""
+        a, b = shapes
+        return b != a and math.prod(b) == a[-1] and b[-1] == a[-1]
+
+    def output_shape(self, shapes):
+        a, b = shapes
+        if b != a and not self.broadcasts(shapes):
+            _fail(self, f"operand shapes {a} and {b} neither agree nor broadcast one value per channel")
+        return a
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int:
+        return _input_range(tensors, self.inputs[0]) * _input_range(tensors, self.inputs[1])
+
+    def params_str(self) -> str:
+        return f"acc={self.acc} requant: {self.requant}"
+
+
+@dataclass(frozen=True, eq=False)
+class Affine(_Accumulating, Node):
+    """acc = scale[c] * (x - zx) + offset[c], integers (one, or one per channel), then requant: a
+    multiply-add by constants (BatchNormalization, Mul / Div / Add / Sub with a constant) on the
+    fixed-point grid the requantization's shift sets."""
+
+    scale: tuple[int, ...] = (1,)
+    offset: tuple[int, ...] = (0,)
+    acc: IntType = IntType(32, True)
+    requant: Requant = None
+    op: ClassVar[str] = "Affine"
+
+    def output_shape(self, shapes):
+        return shapes[0]
+
+    def check(self, ins, out):
+        c = out.shape[-1]
+        if len(self.scale) not in (1, c) or len(self.offset) not in (1, c):
+            _fail(self, f"{len(self.scale)} scales and {len(self.offset)} offsets for {c} channels")
+
+    def accumulator_bound(self, tensors: Mapping[str, Tensor]) -> int:
+        x = _input_range(tensors, self.inputs[0])
+        n = max(len(self.scale), len(self.offset))
+        return max(abs(self.scale[c % len(self.scale)]) * x + abs(self.offset[c % len(self.offset)])
+                   for c in range(n))
+
+    def params_str(self) -> str:
+        scale = self.scale[0] if len(self.scale) == 1 else f"[{len(self.scale)}]"
+        offset = self.offset[0] if len(self.offset) == 1 else f"[{len(self.offset)}]"
+        return f"scale={scale} offset={offset} acc={self.acc} requant: {self.requant}"
+
+
+@dataclass(frozen=True, eq=False)
+class Pad(Node):
+    """Constant padding: pads[i] = (before, after) elements on axis i, all `value`."""
+
+    pads: tuple[tuple[int, int], ...] = ()
+    value: int = 0
+    op: ClassVar[str] = "Pad"
+    keeps_type: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        x = shapes[0]
+        if len(self.pads) != len(x) or any(b < 0 or a < 0 for b, a in self.pads):
+            _fail(self, f"pads {self.pads} do not fit shape {x}")
+        return tuple(d + b + a for d, (b, a) in zip(x, self.pads))
+
+    def check(self, ins, out):
+        if not out.dtype.contains([self.value]):
+            _fail(self, f"pad value {self.value} is outside {out.dtype}")
+
+    def params_str(self) -> str:
+        return f"pads={self.pads} value={self.value}"
+
+
+@dataclass(frozen=True, eq=False)
+class Resize(Node):
+    """Spatial resampling of an (H, W, C) map: output row i is the sum over `rows[i]` of (input row,
+    weight) taps, columns likewise. Nearest: one tap of weight 1 per row and column, the values move
+    unchanged (no requantization). Linear: acc = sum of wy * wx * (x - zx), then requant (which
+    divides by the weights' common denominator)."""
+
+    rows: tuple[tuple[tuple[int, int], ...], ...] = ()
+    cols: tuple[tuple[tuple[int, int], ...], ...] = ()
+    mode: str = "nearest"                 # what it is, for reports: nearest | linear
+    acc: IntType | None = None
+    requant: Requant | None = None
+    op: ClassVar[str] = "Resize"
+
+    @property
+    def keeps_type(self) -> bool:
+        return self.requant is None
+
+    def requantizations(self):
+        return () if self.requant is None else (self.requant,)
+
+    def with_requants(self, change):
+        return self if self.requant is None else replace(self, requant=change(self.requant))
+
+    def output_shape(self, shapes):
+        x = shapes[0]
+        if len(x) != 3:
+            _fail(self, f"input must be (H, W, C), got {x}")
+        for taps, size in ((self.rows, x[0]), (self.cols, x[1])):
+            if not taps or any(not t or not all(0 <= i < size for i, _ in t) for t in taps):
+                _fail(self, f"taps outside the {size} input rows or columns")
+        return (len(self.rows), len(self.cols), x[2])
+
+    def accumulator_bound(self, tensors):
+        if self.requant is None:
+            return None
+        weight = max(sum(abs(w) for _, w in t) for t in self.rows) * max(sum(abs(w) for _, w in t) for t in self.cols)
+        return weight * _input_range(tensors, self.inputs[0])
+
+    def params_str(self) -> str:
+        rq = f" acc={self.acc} requant: {self.requant}" if self.requant else ""
+        return f"{self.mode} {len(self.rows)}x{len(self.cols)}{rq}"
+
+
+@dataclass(frozen=True, eq=False)
+class DepthToSpace(Node):
+    """(H, W, C_in) -> (H*by, W*bx, C): output (y*by + ry, x*bx + rx, c) is input (y, x, channels[k]),
+    k = (ry*bx + rx)*C + c (ONNX DepthToSpace's DCR order when `channels` is the identity)."""
+
+    block: tuple[int, int] = (1, 1)
+    channels: tuple[int, ...] = ()
+    op: ClassVar[str] = "DepthToSpace"
+    keeps_type: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        x = shapes[0]
+        by, bx = self.block
+        if len(x) != 3 or x[2] % (by * bx) or len(self.channels) != x[2] or sorted(self.channels) != \
+                list(range(x[2])):
+            _fail(self, f"block {self.block} and channel map do not fit input {x}")
+        return (x[0] * by, x[1] * bx, x[2] // (by * bx))
+
+    def params_str(self) -> str:
+        return f"block={self.block}"
+
+
+@dataclass(frozen=True, eq=False)
+class Slice(Node):
+    """x[starts[0]:ends[0], starts[1]:ends[1], ...] (step 1): a crop, or one part of a split."""
+
+    starts: tuple[int, ...] = ()
+    ends: tuple[int, ...] = ()
+    op: ClassVar[str] = "Slice"
+    keeps_type: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        x = shapes[0]
+        if len(self.starts) != len(x) or len(self.ends) != len(x) or \
+                any(not 0 <= s < e <= d for s, e, d in zip(self.starts, self.ends, x)):
+            _fail(self, f"slice {self.starts}:{self.ends} does not fit shape {x}")
+        return tuple(e - s for s, e in zip(self.starts, self.ends))
+
+    def params_str(self) -> str:
+        return f"starts={self.starts} ends={self.ends}"
+
+
+@dataclass(frozen=True, eq=False)
+class Transpose(Node):
+    """The axes permuted: output axis i is input axis perm[i] (data moves, values do not change)."""
+
+    perm: tuple[int, ...] = ()
+    op: ClassVar[str] = "Transpose"
+    keeps_type: ClassVar[bool] = True
+
+    def output_shape(self, shapes):
+        x = shapes[0]
+        if sorted(self.perm) != list(range(len(x))):
+            _fail(self, f"perm {self.perm} does not permute the {len(x)} axes of {x}")
+        return tuple(x[p] for p in self.perm)
+
+    def params_str(self) -> str:
+        return f"perm={self.perm}"
+
+
 #: Every op type of the IR. A backend's table has one entry per op type here (or a worded refusal).
-OP_TYPES = (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Requantize, Reshape)
+OP_TYPES = (Conv2d, Dense, MaxPool, AvgPool, GlobalAvgPool, Add, Concat, Requantize, Reshape, Lookup, Mul, Affine,
+            Pad, Resize, DepthToSpace, Slice, Transpose)
 #: Op types by their name (as JSON and plans record them).
 OP_BY_NAME = {cls.op: cls for cls in OP_TYPES}
 
@@ -701,6 +931,7 @@ def verify(graph: Graph) -> Graph:
                 _fail(node, f"raw accumulator output type {out.dtype} cannot hold {node.acc}")
         for rq in node.requantizations():
             _check_requant(node, rq, out, out.shape[-1])
+        node.check(ins, out)
         bound = node.accumulator_bound(tensors)
         if bound is not None:
             if bound > node.acc.hi:

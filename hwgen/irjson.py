@@ -88,10 +88,10 @@ def _node(d: dict) -> Node:
     kwargs = {}
     for f in dataclasses.fields(cls):
         v = d[f.name]
-        if f.name in ("weights", "bias") and isinstance(v, dict):
+        if isinstance(v, dict) and set(v) == {"shape", "data"}:  # weights, bias, lookup tables
             v = _array(v)
         elif f.name == "acc":
-            v = IntType.parse(v)
+            v = IntType.parse(v) if v is not None else None
         elif f.name == "requant":
             v = _requant(v) if v is not None else None
         elif f.name == "requants":

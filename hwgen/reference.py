@@ -70,15 +70,15 @@ def _with_outputs(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto
 
 
 def to_ir(value: np.ndarray, tensor: Tensor) -> np.ndarray:
-    """An ONNX activation (NCHW, batch first) in IR layout (B, *shape), as the IR tensor's integers.
+    """An ONNX activation (batch first; NCHW for a map) in IR layout (B, *shape), as the IR tensor's integers.
 
     An IR tensor may carry the name of a float ONNX tensor that is exactly a dequantized integer
     one (a MaxPool's output before its QuantizeLinear); that value is quantized back, exactly.
     """
     if value.dtype.kind == "f":
         value = fixed.quantize_float(value, tensor.scale[0], tensor.zero_point, tensor.dtype)
-    if value.ndim == 4:
-        value = value.transpose(0, 2, 3, 1)
+    if value.ndim == 4 and tensor.shape == (value.shape[2], value.shape[3], value.shape[1]):
+        value = value.transpose(0, 2, 3, 1)  # an NCHW map, held channels-last (else: held in ONNX order)
     return value.reshape((len(value), *tensor.shape)).astype(np.int64)
 
 

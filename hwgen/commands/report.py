@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from .. import backends
-from ..compiler import compile_model
-from ..errors import InvalidOptionError
+from ..compiler import Survey, compile_model, survey
+from ..errors import InvalidOptionError, UnsupportedModelError
 from ..outdir import reading, write_file
 from ..synth.accelerator import describe as describe_synthesis
 from .options import HelpFormatter, add_model_options, compile_options
@@ -28,11 +28,32 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.model.is_dir():  # a compile output: the model's report and each target's
         return _output_dir(args.model)
-    report = compile_model(args.model, compile_options(args)).report
+    try:
+        report = compile_model(args.model, compile_options(args)).report
+    except UnsupportedModelError:  # say all that is missing, after the table of what is there
+        found = survey(args.model, compile_options(args))
+        if not found.unsupported:  # every node imports: the error came later
+            raise
+        return _report_survey(args, found)
     if args.json:
         write_file(args.json, json.dumps(report.to_json(), indent=1) + "\n", what="JSON report")
     print(report.to_text())
     return 0
+
+
+def _report_survey(args: argparse.Namespace, found: Survey) -> int:
+    if found.report is not None:
+        print("the supported part of the model:")
+        print(found.report.to_text())
+        print()
+    print(f"{len(found.unsupported)} node(s) hwgen does not support (nodes that only depend on them are left out):")
+    for error in found.unsupported:
+        print(f"  {error}")
+    if args.json:
+        data = {"report": found.report.to_json() if found.report else None,
+                "unsupported": [{"node": e.node, "op": e.op, "reason": e.reason} for e in found.unsupported]}
+        write_file(args.json, json.dumps(data, indent=1) + "\n", what="JSON report")
+    raise UnsupportedModelError(f"{len(found.unsupported)} unsupported node(s), the first: {found.unsupported[0]}")
 
 
 def _output_dir(out: Path) -> int:

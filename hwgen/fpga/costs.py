@@ -25,6 +25,11 @@ class UnitKind(enum.StrEnum):
     ADD = "add"
     REQUANTIZE = "requantize"
     CONCAT = "concat"
+    LOOKUP = "lookup"
+    MUL = "mul"
+    AFFINE = "affine"
+    MOVE = "move"   # pad, slice: counters that insert or drop words
+    REMAP = "remap"  # nearest resize, depth-to-space: a row buffer read in another order
     GLUE = "glue"   # lane converters, forks, FIFOs and the performance counters
 
 
@@ -38,6 +43,9 @@ class MemoryRole(enum.StrEnum):
     LINE = "line"
     FIFO = "fifo"
     SUMS = "sums"
+    TABLE = "table"   # a lookup unit's function tables
+    ROWS = "rows"     # a remapping unit's row buffer
+    VECTOR = "vector"  # a broadcast multiply's per-channel operand
 
 
 @dataclass(frozen=True)

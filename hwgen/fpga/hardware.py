@@ -18,6 +18,7 @@ __all__ = [
     "TREE_LEVELS", "QUEUE_POSITIONS", "tree_latency", "engine_latency", "engine_queue_depth", "SMALL_QUEUE",
     "QueueStorage", "queue_storage", "WINDOW_QUEUE_DEPTH", "WINDOW_SLACK_ROWS", "window_rows",
     "POOL_QUEUE_DEPTH", "MAXPOOL_QUEUE_DEPTH", "ELEMENTWISE_QUEUE_DEPTH", "JOIN_QUEUE_DEPTH", "COUNTER_BITS",
+    "LOOKUP_QUEUE_DEPTH", "REMAP_QUEUE_DEPTH", "REMAP_ROWS",
 ]
 
 
@@ -133,6 +134,12 @@ MAXPOOL_QUEUE_DEPTH = 3
 ELEMENTWISE_QUEUE_DEPTH = DSP_MULTIPLY_LATENCY + REQUANT_LATENCY + 3
 #: The FIFO after a join whose ready is combinational (Concat): it cuts the path.
 JOIN_QUEUE_DEPTH = 2
+#: Output queue of a lookup unit: its table read and the queue's credit loop.
+LOOKUP_QUEUE_DEPTH = 4
+#: Output queue of a remapping unit (nearest resize, depth-to-space): its buffer read and the credit loop.
+REMAP_QUEUE_DEPTH = 4
+#: Input rows a remapping unit holds: the row its outputs read while the next one arrives.
+REMAP_ROWS = 2
 
 #: Bits of every busy-cycle performance counter.
 COUNTER_BITS = 32

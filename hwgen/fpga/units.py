@@ -19,25 +19,43 @@ from typing import ClassVar
 from ..ir import (
     OP_BY_NAME,
     Add,
+    Affine,
     AvgPool,
     Concat,
     Conv2d,
     Dense,
+    DepthToSpace,
     GlobalAvgPool,
     Graph,
+    Lookup,
     MaxPool,
+    Mul,
     Node,
+    Pad,
     Requantize,
     Reshape,
+    Resize,
+    Slice,
+    Transpose,
     conv_output_hw,
 )
 from .costs import Memory, MemoryRole, UnitKind, const_dsps, queue_memory, requant_dsps, requant_features
 from .folding import Fold
 from .geometry import needs_window, vector_length
-from .hardware import ELEMENTWISE_QUEUE_DEPTH, JOIN_QUEUE_DEPTH, MAXPOOL_QUEUE_DEPTH, POOL_QUEUE_DEPTH
+from .hardware import (
+    ELEMENTWISE_QUEUE_DEPTH,
+    JOIN_QUEUE_DEPTH,
+    LOOKUP_QUEUE_DEPTH,
+    MAXPOOL_QUEUE_DEPTH,
+    POOL_QUEUE_DEPTH,
+    REMAP_QUEUE_DEPTH,
+    REMAP_ROWS,
+    dsp_chunks,
+)
 from .schedule import fold_steps, steps_per_pixel
 
-__all__ = ["Window", "Unit", "UNITS", "unit", "unit_of_op", "smallest_fitting", "avgpool_counts"]
+__all__ = ["Window", "Unit", "UNITS", "unit", "unit_of_op", "smallest_fitting", "avgpool_counts", "lane_tables",
+           "affine_shift", "RemapTables", "remap_tables"]
 
 
 @dataclass(frozen=True)
@@ -304,6 +322,189 @@ class ReshapeUnit(Unit):
         return []
 
 
+class LookupUnit(Unit):
+    """An elementwise function: each lane reads its own ROM of the tables its channels use."""
+
+    kind = UnitKind.LOOKUP
+    queue_depth = LOOKUP_QUEUE_DEPTH
+
+    def cost(self, node, graph, lanes, out_lanes):
+        return 0, {"const": 1.0, "lane_bits": lanes * graph.tensor(node.output).dtype.bits}
+
+    def memories(self, node, graph, ident, lanes, out_lanes):
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.output)
+        mems = super().memories(node, graph, ident, lanes, out_lanes)
+        for k, tables in enumerate(lane_tables(node, x.shape[-1], lanes)):
+            mems.append(Memory(f"{ident}.table{k}", ident, MemoryRole.TABLE, len(tables) << x.dtype.bits,
+                               y.dtype.bits, True, True))
+        return mems
+
+
+def lane_tables(node: Lookup, channels: int, lanes: int) -> list[list[int]]:
+    """For each lane, the distinct tables (indices into node.tables) its channels use, in first use."""
+    per_channel = node.channel_tables or (0,) * channels
+    return [list(dict.fromkeys(per_channel[k::lanes])) for k in range(lanes)]
+
+
+class MulUnit(_RequantizingUnit):
+    """(a - za) * (b - zb) lane by lane, requantized; a per-channel b is held while a streams by."""
+
+    kind = UnitKind.MUL
+    queue_depth = ELEMENTWISE_QUEUE_DEPTH
+
+    def stream_words(self, node, graph, lanes):
+        """Both operands' words together, or the vector's first and then the map's."""
+        a, b = (graph.tensor(t) for t in node.inputs)
+        return (a.size + (b.size if b.shape != a.shape else 0)) // lanes
+
+    def cost(self, node, graph, lanes, out_lanes):
+        dsp, feats = super().cost(node, graph, lanes, out_lanes)
+        a, b = (graph.tensor(n).dtype.bits + 1 for n in node.inputs)  # x - zero point
+        dsp += lanes * dsp_chunks(a) * dsp_chunks(b)
+        return dsp, {**feats, "lane_bits": lanes * (a + b + node.acc.bits)}
+
+    def memories(self, node, graph, ident, lanes, out_lanes):
+        mems = super().memories(node, graph, ident, lanes, out_lanes)
+        a, b = (graph.tensor(n) for n in node.inputs)
+        if b.shape != a.shape:
+            mems.append(Memory(f"{ident}.vector", ident, MemoryRole.VECTOR, b.size // lanes, lanes * b.dtype.bits,
+                               False, False))
+        return mems
+
+
+def affine_shift(node: Affine) -> int | None:
+    """k when every scale is 0 or +-2**k (what the importer writes: a shift and a sign), else None."""
+    powers = {abs(s) for s in node.scale if s}
+    if len(powers) > 1 or any(p & (p - 1) for p in powers):
+        return None
+    return powers.pop().bit_length() - 1 if powers else 0
+
+
+class AffineUnit(_RequantizingUnit):
+    kind = UnitKind.AFFINE
+    queue_depth = ELEMENTWISE_QUEUE_DEPTH
+
+    def refusal(self, node, graph):
+        if affine_shift(node) is None:
+            return "the FPGA affine unit scales by a sign and one power of two (as the importer writes it)"
+        return None
+
+    def cost(self, node, graph, lanes, out_lanes):
+        dsp, feats = super().cost(node, graph, lanes, out_lanes)
+        return dsp, {**feats, "lane_bits": 2 * lanes * node.acc.bits}
+
+
+class PadUnit(Unit):
+    """Inserts the pad value's words around its input's: counters over the output, no buffer."""
+
+    kind = UnitKind.MOVE
+    out_fifo = True
+
+    def refusal(self, node, graph):
+        if len(node.pads) != 3:
+            return "the FPGA pad unit pads (H, W, C) maps"
+        return None
+
+    def lane_channels(self, node, graph):
+        (cb, ca) = node.pads[2]
+        return math.gcd(graph.tensor(node.inputs[0]).shape[-1], cb, ca)
+
+    def stream_words(self, node, graph, lanes):
+        return graph.tensor(node.output).size // lanes
+
+    def cost(self, node, graph, lanes, out_lanes):
+        return 0, {"const": 1.0, "lane_bits": lanes * graph.tensor(node.output).dtype.bits,
+                   "counter_bits": sum(max(1, d.bit_length()) for d in graph.tensor(node.output).shape)}
+
+
+class SliceUnit(Unit):
+    """Drops the words outside the slice: counters over the input, no buffer."""
+
+    kind = UnitKind.MOVE
+    out_fifo = True
+
+    def refusal(self, node, graph):
+        if len(node.starts) != 3:
+            return "the FPGA slice unit crops (H, W, C) maps"
+        return None
+
+    def lane_channels(self, node, graph):
+        c = graph.tensor(node.inputs[0]).shape[-1]
+        return math.gcd(c, node.starts[-1], node.ends[-1])
+
+    def cost(self, node, graph, lanes, out_lanes):
+        return 0, {"const": 1.0, "lane_bits": lanes * graph.tensor(node.output).dtype.bits,
+                   "counter_bits": sum(max(1, d.bit_length()) for d in graph.tensor(node.inputs[0]).shape)}
+
+
+@dataclass(frozen=True)
+class RemapTables:
+    """Output (oy, ox, word cw) reads input row rows[oy], pixel cols[ox], channel word
+    row_words[oy] + col_words[ox] + cw (words of `lanes` channels)."""
+
+    rows: tuple[int, ...]
+    row_words: tuple[int, ...]
+    cols: tuple[int, ...]
+    col_words: tuple[int, ...]
+
+
+def remap_tables(node: Node, graph: Graph, lanes: int) -> RemapTables:
+    """A nearest Resize or a DepthToSpace as row, column and channel-word tables."""
+    out = graph.tensor(node.output)
+    oh, ow, c = out.shape
+    if isinstance(node, Resize):
+        return RemapTables(tuple(t[0][0] for t in node.rows), (0,) * oh, tuple(t[0][0] for t in node.cols), (0,) * ow)
+    by, bx = node.block
+    words = c // lanes
+    return RemapTables(tuple(y // by for y in range(oh)), tuple((y % by) * bx * words for y in range(oh)),
+                       tuple(x // bx for x in range(ow)), tuple((x % bx) * words for x in range(ow)))
+
+
+class RemapUnit(Unit):
+    """Nearest Resize and DepthToSpace: input rows into a buffer of REMAP_ROWS rows, read out in the
+    output's order (rows in non-decreasing order)."""
+
+    kind = UnitKind.REMAP
+    queue_depth = REMAP_QUEUE_DEPTH
+
+    def refusal(self, node, graph):
+        if isinstance(node, Resize) and node.requant is not None:
+            return "the FPGA accelerator resizes with nearest interpolation only (linear: the RVV and golden backends)"
+        if isinstance(node, DepthToSpace) and list(node.channels) != list(range(len(node.channels))):
+            return "the FPGA depth-to-space unit moves channel blocks in DCR order (not a grouped ConvTranspose's)"
+        rows = remap_tables(node, graph, 1).rows
+        if any(b < a for a, b in zip(rows, rows[1:])):
+            return "output rows read input rows out of order"
+        return None
+
+    def lane_channels(self, node, graph):
+        return graph.tensor(node.output).shape[-1]
+
+    def stream_words(self, node, graph, lanes):
+        return max(graph.tensor(node.inputs[0]).size, graph.tensor(node.output).size) // lanes
+
+    def cost(self, node, graph, lanes, out_lanes):
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.output)
+        depth = REMAP_ROWS * x.shape[1] * x.shape[2] // lanes
+        return 0, {"const": 1.0, "lane_bits": lanes * y.dtype.bits,
+                   "counter_bits": max(1, depth.bit_length()) + sum(max(1, d.bit_length()) for d in y.shape),
+                   "table_bits": (y.shape[0] + y.shape[1]) * max(1, depth.bit_length())}
+
+    def memories(self, node, graph, ident, lanes, out_lanes):
+        x = graph.tensor(node.inputs[0])
+        rows = Memory(f"{ident}.rows", ident, MemoryRole.ROWS, REMAP_ROWS * x.shape[1] * x.shape[2] // lanes,
+                      lanes * x.dtype.bits, False, True)
+        return super().memories(node, graph, ident, lanes, out_lanes) + [rows]
+
+
+class NotBuiltUnit(Unit):
+    """An op the FPGA accelerator has no unit for (its refusal says why)."""
+
+    def refusal(self, node, graph):
+        return f"the FPGA accelerator has no {node.op} unit: data movement of this kind runs in the RVV and " \
+               "golden backends"
+
+
 UNITS: dict[type[Node], Unit] = {
     Conv2d: ConvUnit(),
     Dense: DenseUnit(),
@@ -314,6 +515,14 @@ UNITS: dict[type[Node], Unit] = {
     Requantize: RequantizeUnit(),
     Concat: ConcatUnit(),
     Reshape: ReshapeUnit(),
+    Lookup: LookupUnit(),
+    Mul: MulUnit(),
+    Affine: AffineUnit(),
+    Pad: PadUnit(),
+    Slice: SliceUnit(),
+    Resize: RemapUnit(),
+    DepthToSpace: RemapUnit(),
+    Transpose: NotBuiltUnit(),
 }
 
 

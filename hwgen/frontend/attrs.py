@@ -11,7 +11,7 @@ from ..ir import conv_output_hw
 from .graph import attribute
 
 
-def _pair(node: onnx.NodeProto, name: str, default: int) -> tuple[int, int]:
+def pair(node: onnx.NodeProto, name: str, default: int) -> tuple[int, int]:
     value = attribute(node, name, None)
     if value is None:
         return (default, default)
@@ -50,8 +50,8 @@ def _auto_pads(node, mode: str, in_hw, kernel, stride, dilation) -> tuple[int, i
 
 def window_geometry(node: onnx.NodeProto, in_hw, kernel) -> tuple[tuple, tuple, tuple]:
     """(stride, dilation, pads as top, left, bottom, right) of a Conv or pool."""
-    stride = _pair(node, "strides", 1)
-    dilation = _pair(node, "dilations", 1)
+    stride = pair(node, "strides", 1)
+    dilation = pair(node, "dilations", 1)
     mode = attribute(node, "auto_pad", "NOTSET")
     if mode in ("SAME_UPPER", "SAME_LOWER", "VALID"):
         pads = _auto_pads(node, mode, in_hw, kernel, stride, dilation)
@@ -73,7 +73,7 @@ def window_geometry(node: onnx.NodeProto, in_hw, kernel) -> tuple[tuple, tuple, 
 
 def pool_geometry(node: onnx.NodeProto, in_hw) -> tuple[tuple, tuple, tuple, tuple]:
     """(kernel, stride, dilation, pads) of MaxPool / AveragePool, ceil_mode turned into extra end pads."""
-    kernel = _pair(node, "kernel_shape", 0)
+    kernel = pair(node, "kernel_shape", 0)
     if attribute(node, "kernel_shape") is None:
         raise UnsupportedModelError("kernel_shape is required", node=node.name, op=node.op_type)
     stride, dilation, pads = window_geometry(node, in_hw, kernel)

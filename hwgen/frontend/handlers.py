@@ -1,13 +1,14 @@
 """Every ONNX op the importer understands, keyed by (domain, op type): an op type means what its
 domain's schema says, so `Relu` of another domain is not ONNX's Relu."""
 
-from . import qdq, qonnx, qop
+from . import conv_transpose, elementwise, movement, qdq, qonnx, qop
 
 STANDARD = ""           # ai.onnx, also spelled "ai.onnx"
 MICROSOFT = "com.microsoft"
 
 HANDLERS = {
-    **{(STANDARD, op): h for op, h in {**qdq.HANDLERS, **qop.HANDLERS}.items()},
+    **{(STANDARD, op): h for op, h in {**qdq.HANDLERS, **elementwise.HANDLERS, **movement.HANDLERS,
+                                      **conv_transpose.HANDLERS, **qop.HANDLERS}.items()},
     **{(MICROSOFT, op): h for op, h in qop.MICROSOFT_HANDLERS.items()},
     # onnxruntime's contrib QuantizeLinear / DequantizeLinear (its QDQ graphs with 16-bit types)
     **{(MICROSOFT, op): qdq.HANDLERS[op] for op in ("QuantizeLinear", "DequantizeLinear")},

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 
+from .. import fixed
 from ..errors import UnsupportedModelError
 from ..fixed import IntType
 from ..ir import Graph, HostQuantize, InputPort, Layout, OutputPort
@@ -22,14 +26,33 @@ def _param_equal(a: float, b: float) -> bool:
     return np.float32(a) == np.float32(b)
 
 
-class Importer:
-    """Symbolic execution of the ONNX graph: each tensor name maps to a `Value`."""
+class _Unavailable(Exception):
+    """An input of the node comes from a node the importer could not import (survey mode)."""
 
-    def __init__(self, graph: OnnxGraph, config: LoweringConfig):
+
+@dataclass(frozen=True)
+class _Missing:
+    """What an unimported node's outputs hold in survey mode."""
+
+    node: str
+
+
+class Importer:
+    """Symbolic execution of the ONNX graph: each tensor name maps to a `Value`.
+
+    With `survey`, a node that cannot be imported is recorded (`unsupported`) instead of ending
+    the import; nodes that depend on it are left out, and the graph is the supported part, whose
+    outputs are the model outputs it computes and the tensors the left-out nodes read.
+    """
+
+    def __init__(self, graph: OnnxGraph, config: LoweringConfig, survey: bool = False):
         self.g = graph
         self.builder = Builder(config)
         self.values: dict[str, Value] = {}
         self.unbound: set[str] = set()  # integer inputs whose scale / zero point no node gave yet
+        self.survey = survey
+        self.unsupported: list[UnsupportedModelError] = []
+        self.frontier: list[str] = []   # tensors the left-out nodes read
 
     # -- value access with precise errors ----------------------------------------------
 
@@ -43,14 +66,27 @@ class Importer:
         if name not in self.values:
             self.fail(node, f"input {name!r} is not available")
         v = self.values[name]
+        if isinstance(v, _Missing):
+            raise _Unavailable(v.node)
         if isinstance(v, Act):
-            return Act(self.builder.tensors[v.name], v.onnx_shape, v.chw)  # a bind may have updated it
+            return dataclasses.replace(v, tensor=self.builder.tensors[v.name])  # a bind may have updated it
         return v
 
+    def _as_map(self, node: onnx.NodeProto, index: int, act: Act) -> Act:
+        """A 4-D activation held in ONNX order (`flat`) moved into the channels-last order of a map, once."""
+        if not (act.flat and len(act.onnx_shape) == 4):
+            return act
+        mapped = self.builder.transpose(f"{node.input[index]}/channels_last", act, (1, 2, 0), onnx_shape=act.onnx_shape,
+                                        flat=False, out_name=f"{node.input[index]}/channels_last")
+        v = self.values[node.input[index]]
+        self.values[node.input[index]] = Deq(mapped, v.scale) if isinstance(v, Deq) else mapped
+        return mapped
+
     def deq(self, node: onnx.NodeProto, index: int = 0) -> Deq:
+        """Input `index` as a dequantized activation (a 4-D one as a channels-last map)."""
         v = self.value(node, index)
         if isinstance(v, Deq):
-            return v
+            return Deq(self._as_map(node, index, v.act), v.scale)
         if isinstance(v, Act):
             self.fail(node, f"input {node.input[index]!r} is an integer tensor used as float without "
                             "DequantizeLinear")
@@ -64,12 +100,13 @@ class Importer:
                             "(quantize it with onnxruntime.quantization.quantize_static)")
         self.fail(node, f"input {node.input[index]!r} is not a dequantized activation")
 
-    def act(self, node: onnx.NodeProto, index: int = 0) -> Act:
+    def act(self, node: onnx.NodeProto, index: int = 0, *, as_map: bool = True) -> Act:
+        """Input `index` as an integer activation (a 4-D one as a channels-last map, if `as_map`)."""
         v = self.value(node, index)
         if not isinstance(v, Act):
             self.fail(node, f"input {node.input[index]!r} must be an integer activation, "
                             f"not {type(v).__name__ if v is not None else 'missing'}")
-        return v
+        return self._as_map(node, index, v) if as_map else v
 
     def const(self, node: onnx.NodeProto, index: int, default=None) -> np.ndarray | None:
         v = self.value(node, index)
@@ -78,6 +115,24 @@ class Importer:
         if not isinstance(v, Const):
             self.fail(node, f"input {node.input[index]!r} must be a constant")
         return v.values
+
+    def const_value(self, node: onnx.NodeProto, index: int) -> np.ndarray:
+        """A constant input as a float op sees it: an initializer as it is, quantized integers dequantized
+        (float32, as DequantizeLinear computes them)."""
+        v = self.value(node, index)
+        if isinstance(v, Const):
+            return v.values
+        if isinstance(v, QConst):
+            shape = [1] * v.values.ndim
+            if v.scale.size > 1:
+                shape[v.axis] = -1
+            return fixed.dequantize(v.values, v.scale.reshape(shape if v.scale.size > 1 else ()),
+                                    v.zero_point.reshape(shape if v.zero_point.size > 1 else ()))
+        self.fail(node, f"input {node.input[index]!r} must be a constant")
+
+    def real_value(self, node: onnx.NodeProto, index: int) -> np.ndarray:
+        """A constant input's real value, float64."""
+        return np.asarray(self.const_value(node, index), dtype=np.float64)
 
     def scalar(self, node: onnx.NodeProto, index: int, default=None):
         a = self.const(node, index, None)
@@ -103,7 +158,7 @@ class Importer:
         if t.name in self.unbound:
             self.unbound.discard(t.name)
             t = self.builder.tensors[t.name] = type(t)(t.name, t.shape, t.dtype, int(zero_point), (float(scale),))
-            return Act(t, act.onnx_shape, act.chw)
+            return dataclasses.replace(act, tensor=t)
         if t.zero_point != int(zero_point) or not _param_equal(t.scale[0], scale):
             self.fail(node, f"dequantizes {t.name!r} with scale {scale:.6g} and zero point {zero_point}, but it "
                             f"was quantized with scale {t.scale[0]:.6g} and zero point {t.zero_point}")
@@ -118,20 +173,23 @@ class Importer:
     # -- the walk -----------------------------------------------------------------------
 
     def run(self) -> Graph:
-        for node in self.g.nodes:  # ops refused outright explain the model's problem best
-            if (domain(node), node.op_type) in REFUSALS:
-                REFUSALS[domain(node), node.op_type](self, node)
+        if not self.survey:
+            for node in self.g.nodes:  # ops refused outright explain the model's problem best
+                if (domain(node), node.op_type) in REFUSALS:
+                    REFUSALS[domain(node), node.op_type](self, node)
         for name, array in self.g.initializers.items():
             self.values[name] = Const(array)
         input_ports = [self._input(name) for name in self.g.inputs]
         for node in self.g.nodes:
-            key = (domain(node), node.op_type)
-            handler = HANDLERS.get(key) or REFUSALS.get(key)
-            if handler is None:
-                self.fail(node, f"unsupported op{'' if not node.domain else f' (domain {node.domain})'}; "
-                                f"hwgen supports {supported()}")
-            handler(self, node)
-        output_ports = [self._output(name) for name in self.g.outputs]
+            if self.survey:
+                self._survey(node)
+            else:
+                self._import(node)
+        outputs = [n for n in self.g.outputs if not isinstance(self.values.get(n), _Missing)]
+        if self.survey:
+            outputs += [n for n in dict.fromkeys(self.frontier)
+                        if n not in outputs and isinstance(self.values.get(n), Act)]
+        output_ports = [self._output(name) for name in outputs]
         b = self.builder
         return Graph(
             name=self.g.name,
@@ -144,6 +202,31 @@ class Importer:
             tail=self.g.tail,
             model_outputs=tuple(self.g.model_outputs),
         )
+
+    def _import(self, node: onnx.NodeProto) -> None:
+        key = (domain(node), node.op_type)
+        handler = HANDLERS.get(key) or REFUSALS.get(key)
+        if handler is None:
+            op = f"unsupported op{'' if not node.domain else f' (domain {node.domain})'}"
+            self.fail(node, op if self.survey else f"{op}; hwgen supports {supported()}")
+        handler(self, node)
+
+    def _survey(self, node: onnx.NodeProto) -> None:
+        """Import the node, or record why not and leave its outputs missing."""
+        try:
+            self._import(node)
+            return
+        except _Unavailable:
+            pass
+        except UnsupportedModelError as exc:
+            self.unsupported.append(exc)
+        for name in node.input:  # what the left-out node reads: an output of the supported part
+            if isinstance(self.values.get(name), Deq):
+                self.frontier.append(self.values[name].act.name)
+            elif isinstance(self.values.get(name), Act):
+                self.frontier.append(name)
+        for name in node.output:
+            self.values[name] = _Missing(node.name)
 
     def _input(self, name: str) -> InputPort:
         dtype = self.g.dtypes.get(name)
@@ -187,7 +270,7 @@ class Importer:
         if not isinstance(v, Act):
             raise UnsupportedModelError(f"graph output {name!r} is not an integer activation "
                                         f"({type(v).__name__})")
-        v = Act(self.builder.tensors[v.name], v.onnx_shape, v.chw)
+        v = dataclasses.replace(v, tensor=self.builder.tensors[v.name])
         shape = v.onnx_shape
         layout = Layout(tuple(shape), v.tensor.shape, len(shape) >= 2 and shape[0] == 1, v.chw)
         dtype = self.g.dtypes.get(name) or v.tensor.dtype.numpy_dtype()
@@ -206,3 +289,9 @@ class Importer:
 
 def import_graph(graph: OnnxGraph, config: LoweringConfig) -> Graph:
     return Importer(graph, config).run()
+
+
+def survey_graph(graph: OnnxGraph, config: LoweringConfig) -> tuple[Graph, list[UnsupportedModelError]]:
+    """The supported part of the graph and why each other node is not (dependents of those aside)."""
+    importer = Importer(graph, config, survey=True)
+    return importer.run(), importer.unsupported

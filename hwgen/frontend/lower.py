@@ -18,17 +18,25 @@ from ..errors import UnsupportedModelError
 from ..fixed import IntType, Rounding
 from ..ir import (
     Add,
+    Affine,
     AvgPool,
     Concat,
     Conv2d,
     Dense,
+    DepthToSpace,
     GlobalAvgPool,
+    Lookup,
     MaxPool,
+    Mul,
     Node,
+    Pad,
     Requant,
     Requantize,
     Reshape,
+    Resize,
+    Slice,
     Tensor,
+    Transpose,
     conv_output_hw,
 )
 from ..passes.accumulators import with_derived_accumulator
@@ -78,16 +86,41 @@ class Act:
     """An integer activation in the IR and the ONNX tensor it stands for.
 
     `chw` is set when the IR (channels-last) order differs from ONNX order: the
-    tensor is an NCHW map of that (C, H, W), or a flattening of one.
+    tensor is an NCHW map of that (C, H, W), or a flattening of one. A 4-D tensor is
+    an NCHW map whose IR shape is (H, W, C), unless `flat`: then the IR holds it in
+    ONNX order as its sample shape (what a Transpose to NHWC leaves; a map-reading op
+    first moves it into channels-last order).
     """
 
     tensor: Tensor
     onnx_shape: tuple[int, ...]
     chw: tuple[int, int, int] | None
+    flat: bool = False
 
     @property
     def name(self) -> str:
         return self.tensor.name
+
+    @property
+    def is_map(self) -> bool:
+        """An NCHW feature map held channels-last as (H, W, C)."""
+        return len(self.onnx_shape) == 4 and not self.flat
+
+    @property
+    def batched(self) -> bool:
+        return len(self.onnx_shape) >= 2 and self.onnx_shape[0] == 1
+
+    def ir_axis(self, onnx_axis: int) -> int | None:
+        """The IR axis that ONNX axis `onnx_axis` is (None: the batch axis)."""
+        axis = onnx_axis % len(self.onnx_shape)
+        if self.is_map:
+            return (None, 2, 0, 1)[axis]
+        if self.batched:
+            return None if axis == 0 else axis - 1
+        return axis
+
+    def ir_axes(self) -> list[int | None]:
+        return [self.ir_axis(a) for a in range(len(self.onnx_shape))]
 
     def permutation(self) -> np.ndarray:
         n = self.tensor.size
@@ -156,7 +189,7 @@ class Builder:
         self.tensors[t.name] = t
 
     def _emit(self, node_cls, name: str, inputs, out_name: str, out_shape, out: OutQuant | None,
-              onnx_shape, chw, *, out_dtype: IntType | None = None, **params) -> Act:
+              onnx_shape, chw, *, out_dtype: IntType | None = None, flat: bool = False, **params) -> Act:
         dtype = out.dtype if out else out_dtype
         zp = out.zero_point if out else 0
         scale = out.scale if out else 1.0
@@ -166,7 +199,19 @@ class Builder:
         if "acc" in params and params["acc"] is None:
             node = with_derived_accumulator(node, self.tensors)
         self.nodes.append(node)
-        return Act(t, tuple(onnx_shape), chw)
+        return Act(t, tuple(onnx_shape), chw, flat)
+
+    def _move(self, node_cls, name: str, x: Act, out_name: str, onnx_shape, *, flat: bool = False, **params) -> Act:
+        """A data-movement op: the output keeps x's type; its IR shape and layout follow from `onnx_shape`
+        (as ONNX order when `flat`)."""
+        onnx_shape = tuple(int(d) for d in onnx_shape)
+        if flat:
+            shape, chw = (onnx_shape[1:] if len(onnx_shape) >= 2 and onnx_shape[0] == 1 else onnx_shape), None
+        else:
+            shape, chw = ir_shape_of(onnx_shape, f"output of {name!r}")
+        t = x.tensor
+        out = OutQuant(t.dtype, t.scale[0], t.zero_point, t.dtype.lo, t.dtype.hi)
+        return self._emit(node_cls, name, [x], out_name, shape, out, onnx_shape, chw, flat=flat, **params)
 
     # -- requantization -----------------------------------------------------------------
 
@@ -260,21 +305,22 @@ class Builder:
     # -- elementwise --------------------------------------------------------------------
 
     def add(self, name: str, a: Act, a_scale: float, b: Act, b_scale: float, *, out: OutQuant, out_name,
-            op: str) -> Act:
-        if a.tensor.shape != b.tensor.shape or a.chw != b.chw:
+            op: str, subtract: bool = False) -> Act:
+        """a + b (a - b when `subtract`) of the same shape."""
+        if not _same_layout(a, b):
             raise UnsupportedModelError(f"operand shapes {list(a.onnx_shape)} and {list(b.onnx_shape)} "
                                         "differ; hwgen adds same-shape tensors only", node=name, op=op)
         coarse = max(a_scale, b_scale)
         ma = int(fixed.round_half_even(a_scale / coarse * 2**ADD_GRID_BITS))
-        mb = int(fixed.round_half_even(b_scale / coarse * 2**ADD_GRID_BITS))
+        mb = int(fixed.round_half_even(b_scale / coarse * 2**ADD_GRID_BITS)) * (-1 if subtract else 1)
         bias = -(ma * a.tensor.zero_point + mb * b.tensor.zero_point)
         requant = self.requant(coarse / 2**ADD_GRID_BITS / out.scale, out, name, op)
-        return self._emit(Add, name, [a, b], out_name, a.tensor.shape, out, a.onnx_shape, a.chw,
+        return self._emit(Add, name, [a, b], out_name, a.tensor.shape, out, a.onnx_shape, a.chw, flat=a.flat,
                           lhs_multiplier=ma, rhs_multiplier=mb, bias=bias, acc=None, requant=requant)
 
     def requantize(self, name: str, x: Act, x_scale: float, *, out: OutQuant, out_name) -> Act:
         requant = self.requant(x_scale / out.scale, out, name, "Requantize")
-        return self._emit(Requantize, name, [x], out_name, x.tensor.shape, out, x.onnx_shape, x.chw,
+        return self._emit(Requantize, name, [x], out_name, x.tensor.shape, out, x.onnx_shape, x.chw, flat=x.flat,
                           requant=requant)
 
     def concat(self, name: str, xs: list[Act], *, axis: int, out_name, onnx_out_shape, chw) -> Act:
@@ -282,12 +328,138 @@ class Builder:
         shape = list(t.shape)
         shape[axis] = sum(x.tensor.shape[axis] for x in xs)
         out = OutQuant(t.dtype, t.scale[0], t.zero_point, t.dtype.lo, t.dtype.hi)
-        return self._emit(Concat, name, xs, out_name, shape, out, onnx_out_shape, chw, axis=axis)
+        return self._emit(Concat, name, xs, out_name, shape, out, onnx_out_shape, chw, flat=xs[0].flat, axis=axis)
 
-    def reshape(self, name: str, x: Act, *, ir_shape, onnx_shape, chw, out_name) -> Act:
+    # -- lookup tables and products --------------------------------------------------------
+
+    def lookup(self, name: str, x: Act, tables: np.ndarray, channel_tables, function: str, *, out: OutQuant,
+               out_name) -> Act:
+        return self._emit(Lookup, name, [x], out_name, x.tensor.shape, out, x.onnx_shape, x.chw, flat=x.flat,
+                          tables=tables, channel_tables=tuple(int(t) for t in channel_tables), function=function)
+
+    def mul(self, name: str, a: Act, a_scale: float, b: Act, b_scale: float, *, out: OutQuant, out_name,
+            op: str) -> Act:
+        """a * b of the same shape, or one of them a vector of one value per channel of the other."""
+        if not _same_layout(a, b):
+            if channel_vector(a, b) and not channel_vector(b, a):
+                a, a_scale, b, b_scale = b, b_scale, a, a_scale
+            if not channel_vector(b, a):
+                raise UnsupportedModelError(f"operand shapes {list(a.onnx_shape)} and {list(b.onnx_shape)}: hwgen "
+                                            "multiplies same-shape tensors, or a tensor by one value per channel",
+                                            node=name, op=op)
+        requant = self.requant(a_scale * b_scale / out.scale, out, name, op)
+        return self._emit(Mul, name, [a, b], out_name, a.tensor.shape, out, a.onnx_shape, a.chw, flat=a.flat,
+                          acc=None, requant=requant)
+
+    def affine(self, name: str, x: Act, x_scale: float, scale, offset, *, out: OutQuant, out_name, op: str) -> Act:
+        """y = scale * x + offset in reals (one value, or one per IR channel, each)."""
+        scale_int, offset_int, multiplier = affine_constants(np.asarray(scale, dtype=np.float64) * x_scale / out.scale,
+                                                             np.asarray(offset, dtype=np.float64) / out.scale,
+                                                             _value_range(x.tensor), name, op)
+        requant = self.requant(multiplier, out, name, op)
+        return self._emit(Affine, name, [x], out_name, x.tensor.shape, out, x.onnx_shape, x.chw, flat=x.flat,
+                          scale=_one_or_all(scale_int), offset=_one_or_all(offset_int), acc=None, requant=requant)
+
+    # -- data movement ----------------------------------------------------------------------
+
+    def pad(self, name: str, x: Act, pads, value: int, *, onnx_shape, out_name) -> Act:
+        """pads: (before, after) per IR axis."""
+        return self._move(Pad, name, x, out_name, onnx_shape, flat=x.flat,
+                          pads=tuple((int(b), int(a)) for b, a in pads), value=int(value))
+
+    def slice(self, name: str, x: Act, starts, ends, *, onnx_shape, out_name) -> Act:
+        return self._move(Slice, name, x, out_name, onnx_shape, flat=x.flat,
+                          starts=tuple(int(v) for v in starts), ends=tuple(int(v) for v in ends))
+
+    def transpose(self, name: str, x: Act, perm, *, onnx_shape, flat: bool, out_name) -> Act:
+        return self._move(Transpose, name, x, out_name, onnx_shape, flat=flat, perm=tuple(int(p) for p in perm))
+
+    def depth_to_space(self, name: str, x: Act, block, channels, *, out_name) -> Act:
+        h, w, c = x.tensor.shape
+        by, bx = block
+        return self._move(DepthToSpace, name, x, out_name, (1, c // (by * bx), h * by, w * bx),
+                          block=(int(by), int(bx)), channels=tuple(int(k) for k in channels))
+
+    def resize(self, name: str, x: Act, x_scale: float, rows, cols, mode: str, *, out: OutQuant | None,
+               out_name, op: str) -> Act:
+        """rows, cols: per output row / column, the (input index, weight) taps; weights are integers of
+        common denominators (rows and columns each); nearest (out None) moves values unchanged."""
+        h, w, c = x.tensor.shape
+        onnx_shape = (1, c, len(rows), len(cols))
+        if out is None:
+            return self._move(Resize, name, x, out_name, onnx_shape, rows=rows, cols=cols, mode=mode)
+        denominator = sum(wt for _, wt in rows[0]) * sum(wt for _, wt in cols[0])
+        requant = self.requant(x_scale / (denominator * out.scale), out, name, op)
+        shape, chw = ir_shape_of(onnx_shape, f"output of {name!r}")
+        return self._emit(Resize, name, [x], out_name, shape, out, onnx_shape, chw, rows=rows, cols=cols, mode=mode,
+                          acc=None, requant=requant)
+
+    def reshape(self, name: str, x: Act, *, ir_shape, onnx_shape, chw, out_name, flat: bool = False) -> Act:
         t = x.tensor
         out = OutQuant(t.dtype, t.scale[0], t.zero_point, t.dtype.lo, t.dtype.hi)
-        return self._emit(Reshape, name, [x], out_name, ir_shape, out, onnx_shape, chw)
+        return self._emit(Reshape, name, [x], out_name, ir_shape, out, onnx_shape, chw, flat=flat)
+
+
+def _one_or_all(values: np.ndarray) -> tuple[int, ...]:
+    """Per-channel integers as one value when they are all the same."""
+    values = [int(v) for v in np.atleast_1d(values)]
+    return tuple(values[:1]) if len(set(values)) == 1 else tuple(values)
+
+
+def _same_layout(a: Act, b: Act) -> bool:
+    return a.tensor.shape == b.tensor.shape and a.chw == b.chw and a.flat == b.flat
+
+
+def channel_vector(v: Act, a: Act) -> bool:
+    """Whether v, broadcast against a, is one value per IR channel of a (it varies along a's channel
+    axis only, and holds nothing else)."""
+    shape = a.onnx_shape
+    vs = (1,) * (len(shape) - len(v.onnx_shape)) + tuple(v.onnx_shape)
+    if len(vs) != len(shape) or v.tensor.size != a.tensor.shape[-1]:
+        return False
+    channel = 1 if a.is_map else len(shape) - 1
+    return all(d == 1 or (i == channel and d == shape[i]) for i, d in enumerate(vs))
+
+
+def _value_range(t: Tensor) -> int:
+    """The largest |x - zero point| of the tensor's type."""
+    return max(abs(t.dtype.lo - t.zero_point), abs(t.dtype.hi - t.zero_point))
+
+
+#: An affine op's accumulator stays within this many bits (signed).
+AFFINE_ACC_BITS = 32
+#: Output steps below float32's resolution of any output: a multiplier changing the result by less is 0.
+NEGLIGIBLE = 2.0**-24
+
+
+def affine_constants(ratio: np.ndarray, offset: np.ndarray, x_range: int, where: str, op: str):
+    """An affine map y = ratio*(x - zx) + offset (output steps, per channel) as integers: per channel
+    acc = scale*(x - zx) + offset_int, scale = sign(ratio) * 2**k (0 where ratio is 0), and the real
+    multiplier of acc's requantization, |ratio| / 2**k (1 / 2**k where ratio is 0). One k for all
+    channels, the largest whose accumulator (at most 2**k * x_range + |offset_int|) fits
+    AFFINE_ACC_BITS bits: the scale is a shift and a sign, and the offset's rounding error, at most
+    |ratio| / 2**(k+1) output steps, is the only one before the requantization's."""
+    ratio, offset = np.broadcast_arrays(np.atleast_1d(np.asarray(ratio, dtype=np.float64)),
+                                        np.atleast_1d(np.asarray(offset, dtype=np.float64)))
+    if not (np.all(np.isfinite(ratio)) and np.all(np.isfinite(offset))):
+        raise UnsupportedModelError("multiplies or adds a value that is not finite", node=where, op=op)
+    # A ratio whose whole effect is below NEGLIGIBLE output steps is 0 (its offset would need more bits
+    # than any accumulator in input steps).
+    ratio = np.where(np.abs(ratio) * x_range < NEGLIGIBLE, 0.0, ratio)
+    unit = np.where(ratio == 0, 1.0, np.abs(ratio))
+    inner = offset / unit  # the offset in input steps
+    limit = (1 << (AFFINE_ACC_BITS - 1)) - 1
+    k = AFFINE_ACC_BITS - 2
+    while k >= 0 and (1 << k) * x_range + int(np.max(np.abs(fixed.round_half_even(inner * 2.0**k)))) > limit:
+        k -= 1
+    if k < 0:
+        c = int(np.argmax(np.abs(inner)))
+        raise UnsupportedModelError(f"adds {float(offset[c]):.6g} output steps to a multiple {float(ratio[c]):.6g} of "
+                                    f"the input: {float(abs(inner[c])):.6g} input steps exceed {AFFINE_ACC_BITS}-bit "
+                                    "arithmetic", node=where, op=op)
+    scale = (np.sign(ratio) * (1 << k)).astype(np.int64)
+    offset_int = fixed.round_half_even(inner * 2.0**k).astype(np.int64)
+    return scale, offset_int, unit / 2.0**k
 
 
 def _subtract_zero_point(w: np.ndarray, zero_point, axis: int) -> np.ndarray:

@@ -21,8 +21,9 @@ from .qonnx import QONNX_DOMAINS, quant_spec
 
 log = logging.getLogger(__name__)
 
-#: Ops whose outputs must stay symbolic (quantized weights keep their integers).
-_KEEP = {"QuantizeLinear", "DequantizeLinear"}
+#: Ops whose outputs must stay symbolic (quantized weights keep their integers; a QuantizeLinear of
+#: a constant folds into them).
+_KEEP = {"DequantizeLinear"}
 
 #: Ops that compute on activations; none may run in the float host tail.
 COMPUTE_OPS = {
@@ -102,12 +103,12 @@ def _const_value(graph: OnnxGraph, name: str) -> np.ndarray | None:
 
 
 def fold_batch_norm(graph: OnnxGraph) -> OnnxGraph:
-    """Conv -> BatchNormalization becomes one Conv with rescaled weights and bias."""
+    """Conv -> BatchNormalization becomes one Conv with rescaled weights and bias (a BatchNormalization
+    anywhere else stays, for the importer's affine op)."""
     for bn in [n for n in graph.nodes if n.op_type == "BatchNormalization"]:
         conv = graph.producer(bn.input[0])
         if conv is None or conv.op_type != "Conv" or graph.uses(conv.output[0]) != 1:
-            raise UnsupportedModelError("BatchNormalization must follow a Conv to be folded",
-                                        node=bn.name, op=bn.op_type)
+            continue  # a standalone one: an affine requantization (frontend.elementwise)
         params = [_const_value(graph, n) for n in bn.input[1:5]]
         if any(p is None for p in params):
             raise UnsupportedModelError("BatchNormalization parameters must be constant", node=bn.name,
@@ -356,7 +357,7 @@ def add_output_dequantize(graph: OnnxGraph, acc: str, output: str, scale: np.nda
 #: The pre-import pipeline, in order.
 ONNX_PASSES = (
     fold_constants,        # Constant / Shape / arithmetic on constants -> initializers
-    fold_batch_norm,       # Conv -> BatchNormalization -> one Conv
+    fold_batch_norm,       # Conv -> BatchNormalization -> one Conv (others stay: affine ops)
     fold_bias_add,         # Conv/Gemm/MatMul -> Add(const) -> bias
     strip_input_quantize,  # float input -> QuantizeLinear: quantize on the host
     split_host_tail,       # float ops after the last DequantizeLinear: run on the host

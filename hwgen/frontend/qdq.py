@@ -54,7 +54,7 @@ def dequantize_linear(ctx: Importer, node: onnx.NodeProto) -> None:
         axis = attribute(node, "axis", 1)
         ctx.set(node, QConst(values, scale, zp, axis % max(values.ndim, 1)))
         return
-    act = ctx.act(node, 0)
+    act = ctx.act(node, 0, as_map=False)
     scale = ctx.const(node, 1)
     zp = ctx.const(node, 2, np.zeros(1, dtype=np.int64))
     if scale.size != 1 or zp.size != 1:
@@ -123,7 +123,7 @@ def clip(ctx: Importer, node: onnx.NodeProto) -> None:
 # -- multiply-accumulate ------------------------------------------------------------------
 
 
-def _bias(ctx: Importer, node: onnx.NodeProto, index: int):
+def bias_input(ctx: Importer, node: onnx.NodeProto, index: int):
     """(values, scale) of an optional bias: DequantizeLinear(int32) keeps integers, float has scale None."""
     v = ctx.value(node, index)
     if v is None:
@@ -153,7 +153,7 @@ def conv(ctx: Importer, node: onnx.NodeProto) -> None:
         ctx.fail(node, "hwgen handles 2-D convolution (NCHW input, OIHW weights) only")
     check_kernel_shape(node, w.values.shape[2:])
     w_scale, w_zp = _per_output(ctx, node, w, 0, w.values.shape[0])
-    bias, bias_scale = _bias(ctx, node, 2)
+    bias, bias_scale = bias_input(ctx, node, 2)
     h, wd, _ = x.act.tensor.shape
     stride, dilation, pads = window_geometry(node, (h, wd), w.values.shape[2:])
 
@@ -175,7 +175,7 @@ def _dense(ctx: Importer, node: onnx.NodeProto, x: Deq, w: QConst, transposed: b
     n = w.values.shape[0] if transposed else w.values.shape[1]
     w_scale, w_zp = _per_output(ctx, node, w, 0 if transposed else 1, n)
     matrix = w.values if transposed else w.values.T
-    bias, bias_scale = _bias(ctx, node, bias_index) if bias_index is not None else (None, None)
+    bias, bias_scale = bias_input(ctx, node, bias_index) if bias_index is not None else (None, None)
     if bias is not None and beta != 1.0:
         bias, bias_scale = bias.astype(np.float64) * beta * (bias_scale if bias_scale is not None else 1.0), None
 
@@ -212,7 +212,7 @@ def maxpool(ctx: Importer, node: onnx.NodeProto) -> None:
     if len(node.output) > 1 and node.output[1]:
         ctx.fail(node, "the Indices output is not supported")
     v = ctx.value(node, 0)
-    x = v.act if isinstance(v, Deq) else ctx.act(node, 0)
+    x = ctx.deq(node, 0).act if isinstance(v, Deq) else ctx.act(node, 0)
     if len(x.onnx_shape) != 4:
         ctx.fail(node, "hwgen pools NCHW feature maps only")
     kernel, stride, dilation, pads = pool_geometry(node, x.tensor.shape[:2])
@@ -253,29 +253,30 @@ def global_average_pool(ctx: Importer, node: onnx.NodeProto) -> None:
     ctx.set(node, Pending(node, emit))
 
 
-def add(ctx: Importer, node: onnx.NodeProto) -> None:
-    a, b = ctx.deq(node, 0), ctx.deq(node, 1)
-
-    def emit(out: OutQuant, name: str) -> Act:
-        return ctx.builder.add(node.name, a.act, a.scale, b.act, b.scale, out=out, out_name=name, op=node.op_type)
-
-    ctx.set(node, Pending(node, emit))
-
-
 def concat(ctx: Importer, node: onnx.NodeProto) -> None:
+    """Along any axis but the batch: an NCHW map's axis is the IR's (H, W, C) one it stands for; other
+    tensors (and 4-D ones held flat) are held in ONNX order."""
     values = [ctx.value(node, i) for i in range(len(node.input))]
-    xs = [v.act if isinstance(v, Deq) else ctx.act(node, i) for i, v in enumerate(values)]
+    xs = [v.act if isinstance(v, Deq) else v for v in values]
+    if any(isinstance(x, Act) and x.flat for x in xs) and not all(isinstance(x, Act) and x.flat for x in xs):
+        xs = [ctx.deq(node, i).act if isinstance(v, Deq) else ctx.act(node, i) for i, v in enumerate(values)]
+    xs = [x if isinstance(x, Act) else ctx.act(node, i) for i, x in enumerate(xs)]
     rank = len(xs[0].onnx_shape)
-    axis = attribute(node, "axis", 1) % rank
-    if rank == 4 and axis == 1:
-        ir_axis = 2  # channels are last in the IR
-    elif rank == 2 and axis == 1 and xs[0].onnx_shape[0] == 1 and all(x.chw is None for x in xs):
-        ir_axis = 0
-    else:
-        ctx.fail(node, f"concatenation on axis {axis} of {rank}-D tensors; hwgen concatenates channels")
+    axis = attribute(node, "axis", 1)
+    if not -rank <= axis < rank or any(len(x.onnx_shape) != rank for x in xs):
+        ctx.fail(node, f"axis {axis} does not fit inputs of shapes {[list(x.onnx_shape) for x in xs]}")
+    axis %= rank
+    ir_axis = xs[0].ir_axis(axis)
+    if ir_axis is None:
+        ctx.fail(node, "concatenates along the batch axis; hwgen compiles one sample")
+    if any(x.chw is not None and not x.is_map for x in xs):
+        ctx.fail(node, "concatenates flattened feature maps, whose values hwgen holds in channels-last order")
+    for x in xs:
+        if x.onnx_shape[:axis] + x.onnx_shape[axis + 1:] != xs[0].onnx_shape[:axis] + xs[0].onnx_shape[axis + 1:]:
+            ctx.fail(node, f"cannot concatenate shapes {[list(x.onnx_shape) for x in xs]} on axis {axis}")
     shape = list(xs[0].onnx_shape)
     shape[axis] = sum(x.onnx_shape[axis] for x in xs)
-    chw = (shape[1], shape[2], shape[3]) if rank == 4 and shape[2] * shape[3] > 1 else None
+    chw = ir_shape_of(tuple(shape), f"output of {node.name!r}")[1] if xs[0].is_map else None
 
     def build(out: OutQuant, name: str) -> Act:
         parts = []
@@ -336,7 +337,7 @@ def _target_shape(ctx: Importer, node: onnx.NodeProto, x_shape: tuple[int, ...])
 def reshape(ctx: Importer, node: onnx.NodeProto) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: on integer tensors directly, on float ones until a Q."""
     v = ctx.value(node, 0)
-    x = v.act if isinstance(v, Deq) else ctx.act(node, 0)
+    x = v.act if isinstance(v, Deq) else ctx.act(node, 0, as_map=False)
     shape = _target_shape(ctx, node, x.onnx_shape)
     ir_shape, chw = _reshaped(ctx, node, x, shape)
 
@@ -363,7 +364,6 @@ HANDLERS = {
     "MaxPool": maxpool,
     "AveragePool": average_pool,
     "GlobalAveragePool": global_average_pool,
-    "Add": add,
     "Concat": concat,
     "Reshape": reshape,
     "Flatten": reshape,

@@ -71,7 +71,7 @@ class Accelerator(wiring.Component):
                 sinks[node.name, 0] = (generator.i, spec.in_lanes[0])
                 entry = generator.o
                 busy["window", node.name] = generator.busy
-            built = BUILDERS[type(node)](m, node, graph, spec, context_of)
+            built = BUILDERS[type(node)](m, node, graph, spec, plan.placed(spec.ident), context_of)
             if entry is not None:
                 wiring.connect(m, entry, built.inputs[0])
             else:

@@ -14,11 +14,11 @@ from .requant import requantize
 from .streams import OutputQueue, element_shape, word_layout, word_stream
 from .tables import channel_values, table
 
-__all__ = ["AddUnit", "RequantizeUnit", "ConcatUnit"]
+__all__ = ["AddUnit", "RequantizeUnit", "ConcatUnit", "Pipeline", "lane_requant"]
 
 
 
-def _lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: int, chunk, otype: IntType,
+def lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: int, chunk, otype: IntType,
                   name: str, valid, param_valid):
     """Requantize lane `lane` of chunk `chunk` (its channel's multiplier and shift, if per channel)."""
     chunks = channels // lanes
@@ -35,7 +35,7 @@ def _lane_requant(m: Module, acc, rq: Requant, channels: int, lanes: int, lane: 
                       valid=valid, max_shift=max(rq.shift), min_shift=min(rq.shift), name=name)
 
 
-class _Pipeline:
+class Pipeline:
     """A valid bit and a channel-chunk counter travelling along `stages` registers."""
 
     def __init__(self, m: Module, fire, chunks: int, stages: int):
@@ -68,7 +68,7 @@ class AddUnit(wiring.Component):
         fire = self.a.valid & self.b.valid & space
         m.d.comb += [self.a.ready.eq(self.b.valid & space), self.b.ready.eq(self.a.valid & space),
                      queue.reserve.eq(fire), self.busy.eq(fire)]
-        pipe = _Pipeline(m, fire, self.channels // self.lanes, 1 + DSP_MULTIPLY_LATENCY + REQUANT_LATENCY)
+        pipe = Pipeline(m, fire, self.channels // self.lanes, 1 + DSP_MULTIPLY_LATENCY + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         for k in range(self.lanes):
             # constant multipliers in DSP-sized chunks, so the DSP count is known
@@ -78,7 +78,7 @@ class AddUnit(wiring.Component):
             product = DSP_MULTIPLY_LATENCY
             with m.If(pipe.valid[product]):
                 m.d.sync += acc.eq(px + py + self.bias)
-            out = _lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[product],
+            out = lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[product],
                                 self.otype, f"rq{k}", pipe.valid[product + 1], pipe.valid[product])
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)
@@ -98,14 +98,14 @@ class RequantizeUnit(wiring.Component):
         m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), ELEMENTWISE_QUEUE_DEPTH)
         fire = self.i.valid & queue.room
         m.d.comb += [self.i.ready.eq(queue.room), queue.reserve.eq(fire), self.busy.eq(fire)]
-        pipe = _Pipeline(m, fire, self.channels // self.lanes, 1 + REQUANT_LATENCY)
+        pipe = Pipeline(m, fire, self.channels // self.lanes, 1 + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         bits = max(self.itype.bits, abs(self.zero_point).bit_length()) + 2
         for k in range(self.lanes):
             acc = Signal(signed(bits), name=f"acc{k}", reset_less=True)
             with m.If(fire):
                 m.d.sync += acc.eq(self.i.payload[k] - self.zero_point)
-            out = _lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[0], self.otype,
+            out = lane_requant(m, acc, self.requant, self.channels, self.lanes, k, pipe.chunks_at[0], self.otype,
                                 f"rq{k}", pipe.valid[1], fire)
             m.d.comb += queue.w.payload[k].eq(out)
         wiring.connect(m, wiring.flipped(self.o), queue.o)

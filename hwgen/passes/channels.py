@@ -21,7 +21,28 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..ir import Add, AvgPool, Concat, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape, Tensor
+from ..ir import (
+    Add,
+    Affine,
+    AvgPool,
+    Concat,
+    Conv2d,
+    Dense,
+    DepthToSpace,
+    GlobalAvgPool,
+    Graph,
+    Lookup,
+    MaxPool,
+    Mul,
+    Node,
+    Pad,
+    Requantize,
+    Reshape,
+    Resize,
+    Slice,
+    Tensor,
+    Transpose,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +140,42 @@ def _global_avgpool_consumer(graph: Graph, node: GlobalAvgPool, t: Tensor, const
     return _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep))
 
 
+def _lookup_consumer(graph: Graph, node: Lookup, t: Tensor, consts, keep, plan: Plan) -> bool:
+    if any(c is None for c in consts.values()):
+        return False
+
+    def table(k: int) -> int:
+        return node.channel_tables[k] if node.channel_tables else 0
+
+    out = {k: int(node.tables[table(k)][c - t.dtype.lo]) for k, c in consts.items()}
+    channel_tables = tuple(node.channel_tables[k] for k in keep) if node.channel_tables else ()
+    return _channelwise(graph, node, out, keep, plan, channel_tables=channel_tables)
+
+
+def _affine_consumer(graph: Graph, node: Affine, t: Tensor, consts, keep, plan: Plan) -> bool:
+    if any(c is None for c in consts.values()):
+        return False
+
+    def at(values: tuple[int, ...], k: int) -> int:
+        return values[k] if len(values) > 1 else values[0]
+
+    out = {k: _requant_channel(node, k, at(node.scale, k) * (c - t.zero_point) + at(node.offset, k))
+           for k, c in consts.items()}
+    scale = tuple(node.scale[k] for k in keep) if len(node.scale) > 1 else node.scale
+    offset = tuple(node.offset[k] for k in keep) if len(node.offset) > 1 else node.offset
+    return _channelwise(graph, node, out, keep, plan, scale=scale, offset=offset, requant=node.requant.select(keep))
+
+
+def _resize_consumer(graph: Graph, node: Resize, t: Tensor, consts, keep, plan: Plan) -> bool:
+    if any(c is None for c in consts.values()):
+        return False
+    if node.requant is None:  # nearest: a constant channel stays that constant
+        return _channelwise(graph, node, dict(consts), keep, plan)
+    total = sum(w for _, w in node.rows[0]) * sum(w for _, w in node.cols[0])
+    out = {k: _requant_channel(node, k, total * (c - t.zero_point)) for k, c in consts.items()}
+    return _channelwise(graph, node, out, keep, plan, requant=node.requant.select(keep))
+
+
 #: op type -> how it stops reading some of its input's channels (the others: KEEPS_CHANNELS).
 CONSUMERS = {
     Conv2d: _conv_consumer,
@@ -127,6 +184,9 @@ CONSUMERS = {
     MaxPool: _maxpool_consumer,
     Requantize: _requantize_consumer,
     GlobalAvgPool: _global_avgpool_consumer,
+    Lookup: _lookup_consumer,
+    Affine: _affine_consumer,
+    Resize: _resize_consumer,
 }
 
 #: op types that keep every channel they read, and why (their producers' dead channels stay).
@@ -135,6 +195,11 @@ KEEPS_CHANNELS = {
              "divide by other counts; not folded yet",
     Add: "adds two tensors channel by channel: both producers would have to lose the same channels",
     Concat: "joins tensors along channels: removing one input's channels shifts the others'",
+    Mul: "multiplies two tensors channel by channel: both producers would have to lose the same channels",
+    Pad: "pads with a value, which a constant channel's border need not equal; not folded yet",
+    Slice: "may cut channels: which of the kept channels it reads would have to be renumbered; not done yet",
+    Transpose: "moves the channel axis: its channels are no longer the last axis downstream",
+    DepthToSpace: "interleaves groups of channels into positions: a dead channel leaves holes in the map",
 }
 
 #: op type -> whether a node's output channels can be removed (it sums over input channels, so

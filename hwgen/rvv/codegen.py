@@ -96,7 +96,7 @@ def _pointer(loc: Location, ct: CType) -> str:
 
 def _param_names(layer: Layer) -> list[str]:
     """The layer function's input parameters: a and b for add, x0, x1, ... to concatenate, else x."""
-    if layer.kind is Kind.ADD:
+    if layer.kind in (Kind.ADD, Kind.MUL):
         return ["a", "b"]
     if layer.kind is Kind.CONCAT:
         return [f"x{i}" for i in range(len(layer.inputs))]

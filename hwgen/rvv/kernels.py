@@ -82,11 +82,16 @@ class Kind(enum.StrEnum):
     REQUANTIZE = "requantize"
     COPY = "copy"
     CONCAT = "concat"   # a layer kind only: its kernel is COPY
+    LOOKUP = "lookup"
+    MUL = "mul"
+    AFFINE = "affine"
+    GATHER = "gather"   # data movement as an index map
+    RESIZE = "resize"   # linear
 
     @property
     def bytes_only(self) -> bool:
-        """Its lanes are 8-bit and it computes nothing (no accumulators, no requantization)."""
-        return self in (Kind.MAXPOOL, Kind.COPY)
+        """Its lanes are of its elements' width and it computes nothing (no accumulators, no requantization)."""
+        return self in (Kind.MAXPOOL, Kind.COPY, Kind.GATHER, Kind.LOOKUP)
 
 
 class Store(enum.StrEnum):
@@ -110,14 +115,16 @@ class Variant:
     lmul: int = 1
     tile: int = 1
     rounding: Store = Store.RNE
-    x2: CType | None = None  # the second operand of add
+    x2: CType | None = None  # the second operand of add and mul
+    index_bits: int = 0      # gather: the width of its byte offsets
 
     @property
     def name(self) -> str:
         types = "_".join(t.short for t in (self.x, self.x2, self.y) if t is not None)
         tile = f"_t{self.tile}" if self.tile > 1 else ""
         rounding = f"_{self.rounding}" if not self.kind.bytes_only else ""
-        return f"hwgen_{self.kind}_{types}_m{self.lmul}{tile}{rounding}"
+        index = f"_ix{self.index_bits}" if self.index_bits else ""
+        return f"hwgen_{self.kind}_{types}_m{self.lmul}{tile}{rounding}{index}"
 
     @property
     def raw(self) -> bool:
@@ -214,8 +221,10 @@ def helpers_for(variants) -> tuple[list[LoadHelper], list[StoreHelper]]:
             loads.add(v.load(v.x, 16))
         elif v.kind in (Kind.AVGPOOL, Kind.GLOBAL_AVGPOOL, Kind.REQUANTIZE):
             loads.add(v.load(v.x, 32))
-        elif v.kind is Kind.ADD:
+        elif v.kind in (Kind.ADD, Kind.MUL):
             loads.update((v.load(v.x, 32), v.load(v.x2, 32)))
+        elif v.kind in (Kind.AFFINE, Kind.RESIZE):
+            loads.add(v.load(v.x, 32))
         if not v.kind.bytes_only and v.kind is not Kind.DOT:  # dot requantizes scalars
             stores.add(v.store)
             if v.store.lmul == 8 and not v.raw:

@@ -13,21 +13,30 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from .. import golden
 from ..errors import UnsupportedModelError
 from ..fixed import Rounding
 from ..ir import (
     Add,
+    Affine,
     AvgPool,
     Concat,
     Conv2d,
     Dense,
+    DepthToSpace,
     GlobalAvgPool,
     Graph,
+    Lookup,
     MaxPool,
+    Mul,
     Node,
+    Pad,
     Requant,
     Requantize,
     Reshape,
+    Resize,
+    Slice,
+    Transpose,
     conv_output_hw,
 )
 from ..names import unique_identifiers
@@ -47,8 +56,8 @@ from .kernels import (
 from .types import CType, ctype_of
 
 __all__ = ["CArray", "RequantParams", "Window", "ConvArgs", "DotArgs", "MaxPoolArgs", "AvgPoolArgs",
-           "GlobalAvgPoolArgs",
-           "AddArgs", "RequantizeArgs", "CopyArgs", "Layer", "plan_layers", "copy_layer", "window", "INT32"]
+           "GlobalAvgPoolArgs", "AddArgs", "RequantizeArgs", "CopyArgs", "LookupArgs", "MulArgs", "AffineArgs",
+           "GatherArgs", "ResizeArgs", "Layer", "plan_layers", "copy_layer", "window", "gather_map", "INT32"]
 
 INT32 = CType(32, True)
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -206,7 +215,72 @@ class CopyArgs:
         return tuple(int(o) for o in np.cumsum((0, *self.parts))[:-1])
 
 
-LayerArgs = ConvArgs | DotArgs | MaxPoolArgs | AvgPoolArgs | GlobalAvgPoolArgs | AddArgs | RequantizeArgs | CopyArgs
+@dataclass(frozen=True)
+class LookupArgs:
+    """y = table[t][x] with x's bits as the index (its signed values offset by 128): one table for all
+    channels, or `bases` (element offsets of each channel's table) per channel."""
+
+    pixels: int
+    channels: int
+    table: CArray            # [table][256]
+    bases: CArray | None     # [channel]
+
+
+@dataclass(frozen=True)
+class MulArgs:
+    """acc = (a - za) * (b - zb); b moves on by b_step elements a pixel (0: one vector for every pixel)."""
+
+    pixels: int
+    channels: int
+    b_step: int
+    za: int
+    zb: int
+    requant: RequantParams
+
+
+@dataclass(frozen=True)
+class AffineArgs:
+    """acc = scale[c] * (x - zero_point) + offset[c] (per channel, or one value each)."""
+
+    pixels: int
+    channels: int
+    zero_point: int
+    scale: CArray
+    offset: CArray
+    per_channel: bool
+    requant: RequantParams
+
+
+@dataclass(frozen=True)
+class GatherArgs:
+    """Data movement as an index map: output row r, element i is the input element at byte offset
+    rows[r] + cols[tables[r] + i], or `fill` where rows[r] < 0 or the col entry is the largest value."""
+
+    out_rows: int
+    row_length: int          # elements per output row
+    rows: CArray             # [output row]: byte offset of its source, -1: all fill
+    cols: CArray             # byte offsets within the source, per distinct row pattern
+    tables: CArray | None    # [output row]: where its pattern starts in cols (None: all use the first)
+    fill: int
+
+
+@dataclass(frozen=True)
+class ResizeArgs:
+    """Linear resizing: acc = bias + sum over the row taps and column taps of wy * wx * x."""
+
+    out_h: int
+    out_w: int
+    channels: int
+    row_source: CArray   # [output row][2]: element offset of the input row
+    row_weight: CArray   # [output row][2]
+    col_source: CArray   # [output column][2]: element offset of the input pixel in its row
+    col_weight: CArray   # [output column][2]
+    bias: int            # -zero_point * the weights' total
+    requant: RequantParams
+
+
+LayerArgs = (ConvArgs | DotArgs | MaxPoolArgs | AvgPoolArgs | GlobalAvgPoolArgs | AddArgs | RequantizeArgs | CopyArgs
+             | LookupArgs | MulArgs | AffineArgs | GatherArgs | ResizeArgs)
 
 
 @dataclass(frozen=True)
@@ -483,14 +557,140 @@ def _plan_requantize(graph: Graph, node: Requantize, fn: str):
 
 
 def _plan_concat(graph: Graph, node: Concat, fn: str):
+    """Each input's blocks (everything from the axis on) go to a byte range of the output's blocks."""
     out = graph.tensor(node.output)
-    if node.axis % len(out.shape) != len(out.shape) - 1:
-        _fail(node, f"concatenation on axis {node.axis} (the RVV backend concatenates channels, the last axis)")
+    axis = node.axis % len(out.shape)
     elem = ctype_of(out.dtype, f"output {node.output!r}", node).bytes
-    pixels = out.size // out.shape[-1]
-    parts = tuple(graph.tensor(i).shape[-1] * elem for i in node.inputs)
+    inner = math.prod(out.shape[axis + 1:]) * elem
+    blocks = math.prod(out.shape[:axis])
+    parts = tuple(graph.tensor(i).shape[axis] * inner for i in node.inputs)
     variant = Variant(Kind.COPY, None, None, e8_lmul(max(parts)))
-    return Kind.CONCAT, variant, (), CopyArgs(pixels, parts, out.shape[-1] * elem)
+    return Kind.CONCAT, variant, (), CopyArgs(blocks, parts, out.shape[axis] * inner)
+
+
+def _plan_lookup(graph: Graph, node: Lookup, fn: str):
+    x = _activation(graph, node.inputs[0], node)
+    xt, out = graph.tensor(node.inputs[0]), graph.tensor(node.output)
+    y = ctype_of(out.dtype, f"output {node.output!r}", node)
+    if y.bits > 16:
+        _fail(node, f"a {y.name} lookup table; the RVV kernel looks up 8- and 16-bit values")
+    # The kernel indexes with x's byte (signed values offset by 128): entry of value v at (v - lo) in
+    # the IR's table sits at byte(v) here.
+    values = np.arange(xt.dtype.lo, xt.dtype.hi + 1)
+    byte = (values & 0xFF) ^ (0x80 if x.signed else 0)
+    tables = np.zeros((len(node.tables), 256), dtype=np.int64)
+    tables[:, byte] = node.tables
+    if len(tables) * 256 * y.bytes > 1 << 16:
+        _fail(node, f"{len(tables)} tables of {y.name} exceed the kernel's 16-bit offsets")
+    table = CArray(f"{fn}_table", y.name, tuple(tables.reshape(-1).tolist()), "[table][x as an index]")
+    bases = None
+    pixels, channels = _elementwise_shape(out.shape, bool(node.channel_tables))
+    if node.channel_tables:
+        bases = CArray(f"{fn}_bases", "uint16_t", tuple(256 * t for t in node.channel_tables),
+                       "[channel]: its table's first entry")
+    variant = Variant(Kind.LOOKUP, x, y, min(4, e8_lmul(channels)) if bases else 4)
+    return Kind.LOOKUP, variant, (table, *([bases] if bases else [])), LookupArgs(pixels, channels, table, bases)
+
+
+def _plan_mul(graph: Graph, node: Mul, fn: str):
+    a = _activation(graph, node.inputs[0], node)
+    b = _activation(graph, node.inputs[1], node)
+    at, bt, out = (graph.tensor(n) for n in (*node.inputs, node.output))
+    y = ctype_of(out.dtype, f"output {node.output!r}", node)
+    rq = _requant(node, node.requant, y, fn)
+    broadcast = bt.shape != at.shape
+    pixels, channels = _elementwise_shape(out.shape, rq.per_channel or broadcast)
+    variant = Variant(Kind.MUL, a, y, acc_lmul(channels), 1, _rounding(node.requant), x2=b)
+    return Kind.MUL, variant, _requant_arrays(rq), MulArgs(pixels, channels, 0 if broadcast else channels,
+                                                        at.zero_point, bt.zero_point, rq)
+
+
+def _plan_affine(graph: Graph, node: Affine, fn: str):
+    x = _activation(graph, node.inputs[0], node)
+    xt, out = graph.tensor(node.inputs[0]), graph.tensor(node.output)
+    y = ctype_of(out.dtype, f"output {node.output!r}", node)
+    rq = _requant(node, node.requant, y, fn)
+    per_channel = rq.per_channel or len(node.scale) > 1 or len(node.offset) > 1
+    pixels, channels = _elementwise_shape(out.shape, per_channel)
+    n = channels if per_channel else 1
+    scale = CArray(f"{fn}_scale", "int32_t", tuple(np.resize(node.scale, n).tolist()),
+                   "[channel]" if per_channel else "[1] (all channels)")
+    offset = CArray(f"{fn}_offset", "int32_t", tuple(np.resize(node.offset, n).tolist()),
+                    "[channel]" if per_channel else "[1] (all channels)")
+    variant = Variant(Kind.AFFINE, x, y, acc_lmul(channels), 1, _rounding(node.requant))
+    return Kind.AFFINE, variant, (scale, offset, *_requant_arrays(rq)), AffineArgs(
+        pixels, channels, xt.zero_point, scale, offset, per_channel, rq)
+
+
+def gather_map(graph: Graph, node: Node) -> np.ndarray:
+    """The flat input index each output element copies (-1: the fill value), from the golden model run
+    on the input's indices, so the map is the op's definition."""
+    x = graph.tensor(node.inputs[0])
+    index = np.arange(x.size, dtype=np.int64).reshape((1, *x.shape))
+    if isinstance(node, Pad):
+        node = replace(node, value=-1)
+    return golden.OPS[type(node)](node, index, graph=graph)[0]
+
+
+def _plan_gather(graph: Graph, node: Node, fn: str):
+    """Pad, Slice, Transpose, DepthToSpace and nearest Resize: rows of gathered elements."""
+    out = graph.tensor(node.output)
+    elem = ctype_of(out.dtype, f"output {node.output!r}", node)
+    source = gather_map(graph, node)
+    row_length = out.shape[-1] * (out.shape[-2] if len(out.shape) >= 2 else 1)
+    rows_of = source.reshape(-1, row_length)
+    rows, patterns, tables = [], {}, []
+    for row in rows_of:
+        used = row[row >= 0]
+        if not used.size:
+            rows.append(-1)
+            tables.append(0)
+            continue
+        base = int(used.min())
+        pattern = tuple(int(i - base) * elem.bytes if i >= 0 else -1 for i in row)
+        rows.append(base * elem.bytes)
+        tables.append(patterns.setdefault(pattern, len(patterns) * row_length))
+    if not patterns:
+        patterns[(-1,) * row_length] = 0
+    largest = max(max(p) for p in patterns)
+    index = CType(16 if largest < 0xFFFF else 32, False)
+    none = (1 << index.bits) - 1
+    cols = CArray(f"{fn}_cols", index.name, tuple(none if i < 0 else i for p in patterns for i in p),
+                  "[row pattern][element]: byte offset in the source row (largest value: fill)")
+    row_array = CArray(f"{fn}_rows", "int32_t", tuple(rows), "[output row]: byte offset of the source row, -1: fill")
+    table_array = CArray(f"{fn}_tables", "uint32_t", tuple(tables), "[output row]: its pattern in cols") \
+        if len(patterns) > 1 else None
+    fill = int(node.value) & ((1 << elem.bits) - 1) if isinstance(node, Pad) else 0
+    unsigned = CType(elem.bits, False)
+    lmul = min(8, max(1, 8 * elem.bits // index.bits))  # the index vector's group stays within LMUL 8
+    variant = Variant(Kind.GATHER, unsigned, unsigned, lmul, index_bits=index.bits)
+    arrays = (row_array, cols, *([table_array] if table_array else []))
+    return Kind.GATHER, variant, arrays, GatherArgs(len(rows), row_length, row_array, cols, table_array, fill)
+
+
+def _plan_resize(graph: Graph, node: Resize, fn: str):
+    if node.requant is None:
+        return _plan_gather(graph, node, fn)
+    x = _activation(graph, node.inputs[0], node)
+    xt, out = graph.tensor(node.inputs[0]), graph.tensor(node.output)
+    y = ctype_of(out.dtype, f"output {node.output!r}", node)
+    rq = _requant(node, node.requant, y, fn)
+    h, w, c = xt.shape
+    if any(len(t) > 2 for t in (*node.rows, *node.cols)):
+        _fail(node, "more than two taps per row or column (the RVV kernel interpolates linearly)")
+
+    def taps(axis_taps, step, what):
+        source = [i * step for t in axis_taps for i, _ in t + ((t[0][0], 0),) * (2 - len(t))]
+        weight = [wt for t in axis_taps for _, wt in t + ((t[0][0], 0),) * (2 - len(t))]
+        return (CArray(f"{fn}_{what}_source", "int32_t", tuple(source), f"[output {what}][tap]: element offset"),
+                CArray(f"{fn}_{what}_weight", "int32_t", tuple(weight), f"[output {what}][tap]"))
+
+    row_source, row_weight = taps(node.rows, w * c, "row")
+    col_source, col_weight = taps(node.cols, c, "col")
+    total = sum(wt for _, wt in node.rows[0]) * sum(wt for _, wt in node.cols[0])
+    variant = Variant(Kind.RESIZE, x, y, acc_lmul(c), 1, _rounding(node.requant))
+    return Kind.RESIZE, variant, (row_source, row_weight, col_source, col_weight, *_requant_arrays(rq)), ResizeArgs(
+        len(node.rows), len(node.cols), c, row_source, row_weight, col_source, col_weight, -xt.zero_point * total, rq)
 
 
 def _view(graph: Graph, node: Node, fn: str):
@@ -508,6 +708,14 @@ PLANNERS = {
     Requantize: _plan_requantize,
     Concat: _plan_concat,
     Reshape: _view,
+    Lookup: _plan_lookup,
+    Mul: _plan_mul,
+    Affine: _plan_affine,
+    Pad: _plan_gather,
+    Slice: _plan_gather,
+    Transpose: _plan_gather,
+    DepthToSpace: _plan_gather,
+    Resize: _plan_resize,
 }
 
 

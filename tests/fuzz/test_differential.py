@@ -1,7 +1,9 @@
 """The differential fuzzer: hypothesis draws small float CNNs (convolutions of any geometry and
 grouping, pools, residual adds, concatenations, fully connected heads, element and channel
-pruning), onnxruntime's quantize_static quantizes them (int8 and uint8 activations, per-tensor and
-per-channel weights), and hwgen must agree:
+pruning) and small detectors (lookup-table functions, squeeze-excite and swish products, affine ops
+and standalone batch norms, pads, resizes, transposed convolutions, slices, splits, depth-to-space,
+concatenations along height or width, SSD heads), onnxruntime's quantize_static quantizes them (int8
+and uint8 activations, per-tensor and per-channel weights), and hwgen must agree:
 
 * golden model vs onnxruntime: every layer within 1 step when fed onnxruntime's own inputs (the
   spec's allowance for float32 requantization), end to end recorded;
@@ -31,7 +33,7 @@ from hwgen.passes import run_passes
 from hwgen.reference import Agreement, agreement
 
 from ..rvv.rvv_support import check_against_golden, needs_rvv
-from .float_graphs import float_nets, quantize
+from .float_graphs import detector_nets, float_nets, quantize
 
 QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
@@ -99,11 +101,11 @@ SEED = st.integers(0, 2**32 - 1)
 needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None, reason="verilator not found on PATH")
 
 
-def _golden_test(examples: int, ci: bool):
-    tally = _Tally(f"golden vs onnxruntime ({'ci' if ci else 'fuzz'})")
+def _golden_test(examples: int, ci: bool, nets=float_nets(), kind: str = "CNNs"):
+    tally = _Tally(f"golden vs onnxruntime, {kind} ({'ci' if ci else 'fuzz'})")
 
     @_settings(examples, ci)
-    @given(float_nets(), ACT, st.booleans(), SEED)
+    @given(nets, ACT, st.booleans(), SEED)
     def run(net, activation, per_channel, seed):
         _golden_vs_onnxruntime(tally, net, activation, per_channel, seed)
 
@@ -115,17 +117,17 @@ def _golden_test(examples: int, ci: bool):
     return test
 
 
-def _rvv_test(examples: int, ci: bool):
+def _rvv_test(examples: int, ci: bool, nets=float_nets(max_blocks=3, max_hw=8)):
     @_settings(examples, ci)
-    @given(float_nets(max_blocks=3, max_hw=8), ACT, st.booleans(), SEED)
+    @given(nets, ACT, st.booleans(), SEED)
     def test(net, activation, per_channel, seed):
         _rvv_equals_golden(net, activation, per_channel, seed)
     return test
 
 
-def _rtl_test(examples: int, ci: bool):
+def _rtl_test(examples: int, ci: bool, nets=float_nets(max_blocks=3, max_hw=8)):
     @_settings(examples, ci)
-    @given(float_nets(max_blocks=3, max_hw=8), ACT, st.booleans(), SEED, st.sampled_from([2, 8, 32]))
+    @given(nets, ACT, st.booleans(), SEED, st.sampled_from([2, 8, 32]))
     def test(net, activation, per_channel, seed, budget):
         _rtl_equals_golden(net, activation, per_channel, seed, budget)
     return test
@@ -138,3 +140,18 @@ test_rtl_matches_golden = needs_verilator(pytest.mark.cosim(_rtl_test(1, ci=True
 test_fuzz_golden_matches_onnxruntime = pytest.mark.fuzz(_golden_test(1000, ci=False))
 test_fuzz_rvv_matches_golden = pytest.mark.fuzz(needs_rvv(pytest.mark.rvv(_rvv_test(200, ci=False))))
 test_fuzz_rtl_matches_golden = pytest.mark.fuzz(needs_verilator(pytest.mark.cosim(_rtl_test(50, ci=False))))
+
+DETECTORS = detector_nets()
+SMALL_DETECTORS = detector_nets(max_blocks=2, max_hw=5)
+FPGA_DETECTORS = detector_nets(max_blocks=2, max_hw=5, fpga=True)  # the blocks the FPGA accelerator builds
+
+test_detector_golden_matches_onnxruntime = _golden_test(15, ci=True, nets=DETECTORS, kind="detectors")
+test_detector_rvv_matches_golden = needs_rvv(pytest.mark.rvv(_rvv_test(2, ci=True, nets=SMALL_DETECTORS)))
+test_detector_rtl_matches_golden = needs_verilator(pytest.mark.cosim(_rtl_test(1, ci=True, nets=FPGA_DETECTORS)))
+
+test_fuzz_detector_golden_matches_onnxruntime = pytest.mark.fuzz(_golden_test(500, ci=False, nets=DETECTORS,
+                                                                              kind="detectors"))
+test_fuzz_detector_rvv_matches_golden = pytest.mark.fuzz(needs_rvv(pytest.mark.rvv(
+    _rvv_test(100, ci=False, nets=SMALL_DETECTORS))))
+test_fuzz_detector_rtl_matches_golden = pytest.mark.fuzz(needs_verilator(pytest.mark.cosim(
+    _rtl_test(30, ci=False, nets=FPGA_DETECTORS))))

@@ -182,7 +182,7 @@ def _int4_weights(model):
 def _unsupported_op(tmp) -> str:
     b = GraphBuilder()
     q = Q(0.02, 0)
-    x = b.qdq(b.node("Erf", [b.qdq("x", q)]), q)
+    x = b.qdq(b.node("Hardmax", [b.qdq("x", q)]), q)
     w = random_weights(np.random.default_rng(0), (2, 1, 1, 1))
     y = b.qdq(b.node("Conv", [x, b.weights(w, np.full(2, 0.01, np.float32))]), q)
     return save(b.model([("x", [1, 1, 4, 4])], y), tmp / "u.onnx")
@@ -237,7 +237,7 @@ BAD_MODELS = {
     "truncated at 99%": (lambda t: _write(t / "t.onnx", TINY.read_bytes()[:-30]), r"not an ONNX model"),
     "float model": (lambda t: str(DIGITS / "tinycnn_fp32_fp32.onnx"), r"not quantized"),
     "dynamic quantization": (lambda t: str(DIGITS / "tinycnn_fp32_dyn_u8.onnx"), r"dynamic quantization"),
-    "unsupported op": (_unsupported_op, r"node 'Erf_\d+' \(Erf\): unsupported op"),
+    "unsupported op": (_unsupported_op, r"node 'Hardmax_\d+' \(Hardmax\): unsupported op"),
     "dynamic shape": (lambda t: _relu_model(t, [1, 3, "height", 8]), r"dynamic dimension 'height' at axis 2"),
     "absurd shape": (lambda t: _relu_model(t, [1, 3, 100000, 100000]), r"absurd shape"),
     "no outputs": (tiny(_no_outputs), r"no outputs"),

@@ -88,7 +88,7 @@ def _save(model: onnx.ModelProto, path) -> str:
 def _unsupported_op_model(path):
     b = GraphBuilder()
     q = Q(0.02, 0)
-    x = b.qdq(b.node("Tanh", [b.qdq("x", q)]), q)
+    x = b.qdq(b.node("Hardmax", [b.qdq("x", q)]), q)
     w = random_weights(np.random.default_rng(0), (2, 1, 1, 1))
     y = b.qdq(b.node("Conv", [x, b.weights(w, np.full(2, 0.01, np.float32))]), q)
     return _save(b.model([("x", [1, 1, 4, 4])], y), path)
@@ -116,7 +116,8 @@ BAD_MODELS = {
                     r"node '/conv1/Conv' \(Conv\): the model is not quantized|used in float.*not quantized"),
     "dynamic quantization": (lambda p: str(DIGITS / "tinycnn_fp32_dyn_u8.onnx"),
                              r"node 'input_QuantizeLinear' \(DynamicQuantizeLinear\): dynamic quantization"),
-    "unsupported op": (lambda p: _unsupported_op_model(p / "u.onnx"), r"node 'Tanh_\d+' \(Tanh\): unsupported op"),
+    "unsupported op": (lambda p: _unsupported_op_model(p / "u.onnx"),
+                       r"node 'Hardmax_\d+' \(Hardmax\): unsupported op"),
     "dynamic shape": (lambda p: _dynamic_model(p / "d.onnx", [1, 3, "height", 8]),
                       r"dynamic dimension 'height' at axis 2"),
     "absurd shape": (lambda p: _dynamic_model(p / "a.onnx", [1, 3, 100000, 100000]), r"absurd shape"),

@@ -127,11 +127,12 @@ def test_refuses_weights_beyond_int16():
         plan_layers(g)
 
 
-def test_refuses_concat_on_another_axis():
-    tensors = {n: Tensor(n, s, I8, 0, (1.0,)) for n, s in (("a", (2, 3)), ("b", (2, 3)), ("y", (4, 3)))}
+def test_concat_on_another_axis_copies_whole_blocks():
+    """Concatenating (2, 3) and (1, 3) on axis 0 is one block each: their 6 and 3 bytes, one after the other."""
+    tensors = {n: Tensor(n, s, I8, 0, (1.0,)) for n, s in (("a", (2, 3)), ("b", (1, 3)), ("y", (3, 3)))}
     g = Graph("g", tensors, (Concat("cat", ("a", "b"), ("y",), axis=0),), ("a", "b"), ("y",))
-    with pytest.raises(UnsupportedModelError, match=r"^node 'cat' \(Concat\): concatenation on axis 0"):
-        plan_layers(g)
+    (layer,) = plan_layers(g)
+    assert (layer.args.pixels, layer.args.parts, layer.args.out_bytes, layer.args.offsets) == (1, (6, 3), 9, (0, 6))
 
 
 def test_refuses_a_clamp_that_saturation_cannot_reproduce():
