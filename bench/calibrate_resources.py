@@ -62,7 +62,8 @@ OUT_PATH = ROOT / "hwgen" / "fpga" / "calibration.py"
 MODELS = ROOT / "examples" / "models" / "digits"
 FAMILIES = {"ice40": "ice40-up5k", "ecp5": "ecp5-85k"}
 # Fitted in this order; a kind with no unit in the design set takes the coefficients of its stand-in.
-KINDS = ("engine", "window", "maxpool", "global_avgpool", "add", "glue", "avgpool", "requantize", "concat")
+KINDS = ("engine", "window", "maxpool", "global_avgpool", "add", "glue", "avgpool", "requantize", "concat", "lookup",
+         "mul", "affine", "move", "remap")
 # The features resources.unit_features gives each kind.
 KIND_FEATURES = {
     "engine": ("const", "contexts", "lut_lane_bits", "csd_bits", "adder_bits", "product_bits", "operand_mux_bits",
@@ -72,10 +73,15 @@ KIND_FEATURES = {
     "avgpool": ("const", "lane_bits", "requant_bits"), "global_avgpool": ("const", "lane_bits", "requant_bits"),
     "add": ("const", "lane_bits", "requant_bits"), "requantize": ("const", "lane_bits", "requant_bits"),
     "glue": ("const", "convert_bits", "fork_bits", "counter_bits"),
+    "lookup": ("const", "lane_bits"), "mul": ("const", "lane_bits", "requant_bits"),
+    "affine": ("const", "lane_bits", "requant_bits"), "move": ("const", "lane_bits", "address_bits"),
+    "remap": ("const", "lane_bits", "address_bits", "table_bits"),
 }
-ORDER = ("engine", "window", "maxpool", "avgpool", "global_avgpool", "add", "requantize", "concat", "glue")
+ORDER = ("engine", "window", "maxpool", "avgpool", "global_avgpool", "add", "requantize", "concat", "lookup", "mul",
+         "affine", "move", "remap", "glue")
 STAND_IN = {"avgpool": "global_avgpool", "requantize": "add", "concat": "maxpool", "global_avgpool": "add",
-            "add": "global_avgpool"}
+            "add": "global_avgpool", "lookup": "maxpool", "mul": "add", "affine": "add", "move": "window",
+            "remap": "window"}
 
 DENSE = "tinycnn_fp32_qdq_s8s8_pc.onnx"
 UNSTRUCT = "tinycnn_unstruct50_qdq_s8s8_pc.onnx"

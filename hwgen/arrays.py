@@ -93,7 +93,7 @@ def load_inputs(path: str | Path, graph: Graph) -> dict[str, np.ndarray]:
         if port.onnx_name not in arrays:
             raise InvalidOptionError(f"{path}: no array named {port.onnx_name!r}")
         feeds[port.onnx_name] = check_input(arrays[port.onnx_name], port)
-    batches = {port.onnx_name: port.layout.batch_of(feeds[port.onnx_name]) for port in ports}
+    batches = {port.onnx_name: port.batch_of(feeds[port.onnx_name]) for port in ports}
     if len(set(batches.values())) > 1:
         raise InvalidOptionError(f"{path}: the inputs hold different numbers of samples: {batches}")
     return feeds
@@ -124,7 +124,7 @@ def check_input(x: np.ndarray, port: InputPort) -> np.ndarray:
             raise InvalidOptionError(f"input {name!r} has values outside {want}")
         x = x.astype(want)
     try:
-        batch = port.layout.batch_of(x)
+        batch = port.batch_of(x)
     except ValueError as exc:
         raise InvalidOptionError(f"input {name!r}: {exc}") from None
     if batch == 0:

@@ -366,14 +366,14 @@ def run_model(graph: Graph, feeds: Mapping[str, np.ndarray], *, core=None) -> di
     core_inputs, batch = {}, None
     for port in graph.input_ports:
         x = np.asarray(feeds[port.onnx_name])
-        n = port.layout.batch_of(x)
+        n = port.batch_of(x)
         if batch not in (None, n):
             raise InvalidOptionError(f"the inputs hold different numbers of samples ({batch} and {n})")
         batch = n
     ends = sum(graph.tensor(p.tensor).size for p in (*graph.input_ports, *graph.output_ports))
     budget.require(16 * ends * (batch or 1), f"holding the inputs and outputs of {batch} sample(s)")
     for port in graph.input_ports:
-        x = np.asarray(feeds[port.onnx_name])
+        x = port.through_head(np.asarray(feeds[port.onnx_name]))
         if port.quantize is not None:
             x = quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
         core_inputs[port.tensor] = port.layout.to_ir(np.asarray(x))

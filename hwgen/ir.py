@@ -27,7 +27,8 @@ from .names import terminal
 
 __all__ = [
     "Tensor", "Requant", "Node", "Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool",
-    "Add", "Concat", "Requantize", "Reshape", "Layout", "HostQuantize", "InputPort", "OutputPort", "HostTail",
+    "Add", "Concat", "Requantize", "Reshape", "Layout", "HostQuantize", "HostHead", "InputPort", "OutputPort",
+    "HostTail",
     "Graph", "OP_TYPES", "OP_BY_NAME", "verify", "Lookup", "Mul", "Affine", "Pad", "Resize", "DepthToSpace", "Slice",
     "Transpose", "MAX_LOOKUP_BITS", "conv_output_hw", "REQUANT_SLICE",
 ]
@@ -778,14 +779,49 @@ class HostQuantize:
 
 
 @dataclass(frozen=True, slots=True)
+class HostHead:
+    """Float data movement between a model input and its QuantizeLinear (a TFLite conversion's
+    Transpose of an NHWC input, a Reshape), done by the host as an index map."""
+
+    shape: tuple[int, ...]   # the model input's shape
+    index: tuple[int, ...]   # per sample: element k of the quantizer's input is element index[k] of the model's
+    ops: tuple[str, ...]     # op types, for reports
+
+    @property
+    def batched(self) -> bool:
+        return len(self.shape) >= 2 and self.shape[0] == 1
+
+
+@dataclass(frozen=True, slots=True)
 class InputPort:
-    """An ONNX graph input; a float one is quantized by the host first."""
+    """An ONNX graph input; a float one is quantized by the host first (after its head, if any: then
+    `layout` is that of the quantizer's input)."""
 
     onnx_name: str
     onnx_dtype: str
     layout: Layout
     tensor: str                          # the IR input it feeds
     quantize: HostQuantize | None = None
+    head: HostHead | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The model input's shape."""
+        return self.head.shape if self.head is not None else self.layout.onnx_shape
+
+    def batch_of(self, array: np.ndarray) -> int:
+        """The number of samples in the model input's array; raises ValueError if its shape is wrong."""
+        if self.head is None:
+            return self.layout.batch_of(array)
+        return Layout(self.head.shape, self.layout.ir_shape, self.head.batched).batch_of(array)
+
+    def through_head(self, array: np.ndarray) -> np.ndarray:
+        """The model input's array as its quantizer's input (the head's index map), batch first."""
+        if self.head is None:
+            return array
+        b = self.batch_of(array)
+        moved = array.reshape(b, -1)[:, list(self.head.index)]
+        return moved.reshape((b, *self.layout.sample_shape) if self.layout.batched else self.layout.onnx_shape)
 
 
 @dataclass(frozen=True, slots=True)

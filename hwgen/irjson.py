@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .fixed import IntType, Rounding
-from .ir import OP_TYPES, Graph, HostQuantize, HostTail, InputPort, Layout, Node, OutputPort, Requant, Tensor
+from .ir import OP_TYPES, Graph, HostHead, HostQuantize, HostTail, InputPort, Layout, Node, OutputPort, Requant, Tensor
 
 __all__ = ["to_json", "from_json", "dumps", "dump", "load"]
 
@@ -117,7 +117,9 @@ def from_json(d: dict) -> Graph:
         q = p["quantize"]
         quant = HostQuantize(_tuple(q["scale"]), _tuple(q["zero_point"]), _tuple(q["shape"]), q["axis"],
                              q["block_size"]) if q else None
-        inputs.append(InputPort(p["onnx_name"], p["onnx_dtype"], _layout(p["layout"]), p["tensor"], quant))
+        head = p.get("head")
+        head = HostHead(_tuple(head["shape"]), _tuple(head["index"]), _tuple(head["ops"])) if head else None
+        inputs.append(InputPort(p["onnx_name"], p["onnx_dtype"], _layout(p["layout"]), p["tensor"], quant, head))
     outputs = [OutputPort(p["onnx_name"], p["onnx_dtype"], _layout(p["layout"]), p["tensor"])
                for p in d["output_ports"]]
     tail = d["tail"]

@@ -86,7 +86,7 @@ def core_inputs(graph: Graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndar
     """The integer core's inputs for ONNX feeds (host quantization and layout applied)."""
     core = {}
     for port in graph.input_ports:
-        x = feeds[port.onnx_name]
+        x = port.through_head(np.asarray(feeds[port.onnx_name]))
         q = x if port.quantize is None else golden.quantize_host(x, port.quantize, graph.tensor(port.tensor).dtype)
         core[port.tensor] = port.layout.to_ir(q)
     return core

@@ -13,6 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "examples" / "models"
 DIGITS = MODELS / "digits"
 PERSON = MODELS / "person_detect"
+DETECT = MODELS / "detect"
+#: The bundled detectors and their bundled inputs.
+DETECTORS = {"ppocrv4_det": (DETECT / "ppocrv4_det_qdq_s8s8_pc.onnx", DETECT / "text_160.npy"),
+             "blazeface": (DETECT / "blazeface_qdq_s8s8_pc.onnx", DETECT / "astronaut_128.npy")}
+
+
+def detector_feeds(name: str) -> dict[str, np.ndarray]:
+    model, data = DETECTORS[name]
+    x = np.load(data).astype(np.float32)
+    return {onnx.load(model).graph.input[0].name: x if x.ndim == 4 else x[None]}
 NODE_TESTS = Path(__file__).resolve().parent / "data" / "onnx_node_tests"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import backends
 from ..compiler import Survey, compile_model, survey
-from ..errors import InvalidOptionError, UnsupportedModelError
+from ..errors import HwgenError, InvalidOptionError, UnsupportedModelError
 from ..outdir import reading, write_file
 from ..synth.accelerator import describe as describe_synthesis
 from .options import HelpFormatter, add_model_options, compile_options
@@ -30,8 +30,11 @@ def run(args: argparse.Namespace) -> int:
         return _output_dir(args.model)
     try:
         report = compile_model(args.model, compile_options(args)).report
-    except UnsupportedModelError:  # say all that is missing, after the table of what is there
-        found = survey(args.model, compile_options(args))
+    except UnsupportedModelError as error:  # say all that is missing, after the table of what is there
+        try:
+            found = survey(args.model, compile_options(args))
+        except HwgenError:  # the model as a whole is the problem: compile's message says it best
+            raise error from None
         if not found.unsupported:  # every node imports: the error came later
             raise
         return _report_survey(args, found)

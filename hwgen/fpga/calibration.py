@@ -4,8 +4,9 @@ Regenerate with `.venv/bin/python bench/calibrate_resources.py` (synthesizes the
 or `.venv/bin/python bench/calibrate_resources.py --refit` (refits bench/resource_calibration.csv).
 Fitted on 16 designs x 2 families: dense_b16_lut8, dense_b2, dense_b32, dense_b8, dense_b8_lut4,
 mobilenet_b16, mobilenet_b16_lut8, mobilenet_b2, mobilenet_b32, mobilenet_b4, mobilenet_unstruct_b8,
-pruned_b16, pruned_b4, pruned_pt_b8, pt_b8, unstruct_b8. Kinds not in the set: avgpool (as global_avgpool),
-requantize (as add), concat (as maxpool).
+pruned_b16, pruned_b4, pruned_pt_b8, pt_b8, unstruct_b8. Kinds not in the set: avgpool (as
+global_avgpool), requantize (as add), concat (as maxpool), lookup (as maxpool), mul (as add), affine
+(as add), move (as window), remap (as window).
 LOGIC[family][kind]["lut"|"ff"][feature]: LUT4s / flip-flops per unit of each feature of
 resources.unit_features (features absent cost nothing); MEMORY[family]: resources.memory_logic's
 coefficients; CELLS: iCE40 from bench/synth_calibration.csv (nextpnr), ECP5 LUT RAM measured
@@ -47,6 +48,26 @@ LOGIC = {
             'lut': {'const': 34.54, 'lane_bits': 0.4443},
             'ff': {'const': 18.52, 'lane_bits': 0.8153},
         },
+        'lookup': {
+            'lut': {'const': 34.54, 'lane_bits': 0.4443},
+            'ff': {'const': 18.52, 'lane_bits': 0.8153},
+        },
+        'mul': {
+            'lut': {'const': 88.03, 'lane_bits': 1.577, 'requant_bits': 1.026},
+            'ff': {'const': 85.26, 'lane_bits': 1.806, 'requant_bits': 1.017},
+        },
+        'affine': {
+            'lut': {'const': 88.03, 'lane_bits': 1.577, 'requant_bits': 1.026},
+            'ff': {'const': 85.26, 'lane_bits': 1.806, 'requant_bits': 1.017},
+        },
+        'move': {
+            'lut': {'address_bits': 3.881, 'const': 128.7, 'lane_bits': 0.8934},
+            'ff': {'address_bits': 5.447, 'lane_bits': 2.195},
+        },
+        'remap': {
+            'lut': {'address_bits': 3.881, 'const': 128.7, 'lane_bits': 0.8934},
+            'ff': {'address_bits': 5.447, 'lane_bits': 2.195},
+        },
         'glue': {
             'lut': {'convert_bits': 0.0893, 'counter_bits': 1.268, 'fork_bits': 10.92},
             'ff': {'convert_bits': 0.984, 'counter_bits': 1.06, 'fork_bits': 2.593},
@@ -84,6 +105,26 @@ LOGIC = {
         'concat': {
             'lut': {'const': 22.21},
             'ff': {'const': 18.52, 'lane_bits': 0.8153},
+        },
+        'lookup': {
+            'lut': {'const': 22.21},
+            'ff': {'const': 18.52, 'lane_bits': 0.8153},
+        },
+        'mul': {
+            'lut': {'const': 67.75, 'lane_bits': 1.341, 'requant_bits': 0.8047},
+            'ff': {'const': 76.4, 'lane_bits': 1.696, 'requant_bits': 0.9198},
+        },
+        'affine': {
+            'lut': {'const': 67.75, 'lane_bits': 1.341, 'requant_bits': 0.8047},
+            'ff': {'const': 76.4, 'lane_bits': 1.696, 'requant_bits': 0.9198},
+        },
+        'move': {
+            'lut': {'const': 129.0, 'lane_bits': 2.886},
+            'ff': {'address_bits': 2.892, 'const': 47.9, 'lane_bits': 2.036},
+        },
+        'remap': {
+            'lut': {'const': 129.0, 'lane_bits': 2.886},
+            'ff': {'address_bits': 2.892, 'const': 47.9, 'lane_bits': 2.036},
         },
         'glue': {
             'lut': {'convert_bits': 0.1177, 'counter_bits': 1.077, 'fork_bits': 5.288},

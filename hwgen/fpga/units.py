@@ -414,7 +414,7 @@ class PadUnit(Unit):
 
     def cost(self, node, graph, lanes, out_lanes):
         return 0, {"const": 1.0, "lane_bits": lanes * graph.tensor(node.output).dtype.bits,
-                   "counter_bits": sum(max(1, d.bit_length()) for d in graph.tensor(node.output).shape)}
+                   "address_bits": sum(max(1, d.bit_length()) for d in graph.tensor(node.output).shape)}
 
 
 class SliceUnit(Unit):
@@ -434,7 +434,7 @@ class SliceUnit(Unit):
 
     def cost(self, node, graph, lanes, out_lanes):
         return 0, {"const": 1.0, "lane_bits": lanes * graph.tensor(node.output).dtype.bits,
-                   "counter_bits": sum(max(1, d.bit_length()) for d in graph.tensor(node.inputs[0]).shape)}
+                   "address_bits": sum(max(1, d.bit_length()) for d in graph.tensor(node.inputs[0]).shape)}
 
 
 @dataclass(frozen=True)
@@ -487,7 +487,7 @@ class RemapUnit(Unit):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.output)
         depth = REMAP_ROWS * x.shape[1] * x.shape[2] // lanes
         return 0, {"const": 1.0, "lane_bits": lanes * y.dtype.bits,
-                   "counter_bits": max(1, depth.bit_length()) + sum(max(1, d.bit_length()) for d in y.shape),
+                   "address_bits": max(1, depth.bit_length()) + sum(max(1, d.bit_length()) for d in y.shape),
                    "table_bits": (y.shape[0] + y.shape[1]) * max(1, depth.bit_length())}
 
     def memories(self, node, graph, ident, lanes, out_lanes):

@@ -9,6 +9,7 @@ exactly the float path of the QDQ graph.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -163,6 +164,9 @@ def arithmetic(ctx: Importer, node: onnx.NodeProto) -> None:
     values = [ctx.value(node, 0), ctx.value(node, 1)]
     k = _constant_index(values)
     op = node.op_type
+    if k is not None and isinstance(values[1 - k], Pending) and op in ("Mul", "Div") and (op == "Mul" or k == 1):
+        _scale_pending(ctx, node, values[1 - k], ctx.real_value(node, k), op)
+        return
     if k is None:
         a, b = ctx.deq(node, 0), ctx.deq(node, 1)
         if op == "Div":
@@ -195,6 +199,24 @@ def arithmetic(ctx: Importer, node: onnx.NodeProto) -> None:
         return ctx.builder.affine(node.name, x.act, x.scale, scale, offset, out=out, out_name=name, op=op)
 
     ctx.set(node, Pending(node, emit))
+
+
+def _scale_pending(ctx: Importer, node: onnx.NodeProto, v: Pending, c: np.ndarray, op: str) -> None:
+    """A float op's result times (or divided by) a positive constant, before its QuantizeLinear:
+    quantizing c*y with scale s is quantizing y with scale s/c (a pool's sum, as Brevitas writes
+    a truncating average pool)."""
+    if c.size != 1 or not np.isfinite(c).all() or float(c.reshape(())) <= 0:
+        ctx.fail(node, f"input {v.node.name!r} ({v.node.op_type}) has no QuantizeLinear before this {op}; hwgen "
+                       "folds only a positive scalar here")
+    factor = float(c.reshape(())) if op == "Mul" else 1 / float(c.reshape(()))
+
+    def emit(out: OutQuant, name: str) -> Act:
+        act = v.emit(dataclasses.replace(out, scale=out.scale / factor), name)
+        t = dataclasses.replace(act.tensor, scale=(out.scale,))  # the tensor's (informational) scale is the Q's
+        ctx.builder.replace_tensor(t)
+        return dataclasses.replace(act, tensor=t)
+
+    ctx.set(node, dataclasses.replace(v, node=node, emit=emit, lo=v.lo * factor, hi=v.hi * factor, acc_scale=None))
 
 
 def batch_normalization(ctx: Importer, node: onnx.NodeProto) -> None:

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from ..errors import UnsupportedModelError
 from ..fixed import IntType
-from ..ir import HostTail
+from ..ir import HostHead, HostTail
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class OnnxGraph:
     dtypes: dict[str, np.dtype]
     model_outputs: list[str] = field(default_factory=list)   # the original graph's outputs
     input_quant: dict[str, InputQuant] = field(default_factory=dict)  # keyed by the new integer input
+    heads: dict[str, tuple[str, HostHead]] = field(default_factory=dict)  # float input -> (model input, its head)
     tail: HostTail | None = None
     opset_imports: list = field(default_factory=list)
     ir_version: int = onnx.IR_VERSION

@@ -258,6 +258,9 @@ class Importer:
         scale, zp = np.asarray(quant.scale), np.asarray(quant.zero_point)
         host = HostQuantize(tuple(float(s) for s in scale.reshape(-1)), tuple(int(z) for z in zp.reshape(-1)),
                             scale.shape, quant.axis, quant.block_size)
+        if quant.onnx_name in self.g.heads:  # the model input reaches the quantizer through a host head
+            model_input, head = self.g.heads[quant.onnx_name]
+            return InputPort(model_input, quant.onnx_dtype, layout, t.name, host, head)
         return InputPort(quant.onnx_name, quant.onnx_dtype, layout, t.name, host)
 
     def _output(self, name: str) -> OutputPort:
@@ -267,6 +270,8 @@ class Importer:
         if isinstance(v, Pending):
             raise UnsupportedModelError(f"graph output {name!r} is the float result of node {v.node.name!r} "
                                         f"({v.node.op_type}) with no QuantizeLinear after it")
+        if isinstance(v, Deq):  # a QONNX Quant's float output: the core outputs its integers
+            return self._dequantized_activation(name, v)
         if not isinstance(v, Act):
             raise UnsupportedModelError(f"graph output {name!r} is not an integer activation "
                                         f"({type(v).__name__})")
@@ -276,6 +281,19 @@ class Importer:
         dtype = self.g.dtypes.get(name) or v.tensor.dtype.numpy_dtype()
         return OutputPort(name, str(np.dtype(dtype)), layout, v.name)
 
+
+    def _dequantized_activation(self, name: str, v: Deq) -> OutputPort:
+        """A float output that is an integer tensor dequantized: the host dequantizes the core's output."""
+        act = dataclasses.replace(v.act, tensor=self.builder.tensors[v.act.name])
+        t, shape = act.tensor, act.onnx_shape
+        if t.dtype.bits > 32:
+            raise UnsupportedModelError(f"graph output {name!r} is {t.dtype}, wider than any ONNX integer type")
+        dtype = t.dtype.numpy_dtype() if t.dtype.signed or t.dtype.bits < 32 else np.dtype(np.int32)
+        port = act.name if act.name != name else f"{name}_integers"  # the tail's input, named apart from its output
+        self.g.tail = add_output_dequantize(self.g, port, name, np.full(1, v.scale), len(shape),
+                                            self.g.dtypes.get(name, np.dtype(np.float32)), t.zero_point, dtype)
+        layout = Layout(tuple(shape), t.shape, len(shape) >= 2 and shape[0] == 1, act.chw)
+        return OutputPort(port, str(dtype), layout, act.name)
 
     def _dequantized_accumulator(self, name: str, v: Pending) -> OutputPort:
         """The last layer's float output: the core outputs its accumulator, the host dequantizes."""

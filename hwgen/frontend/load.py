@@ -11,6 +11,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from ..errors import ModelLoadError, UnsupportedModelError
+from .qonnx import QONNX_DOMAINS
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,24 @@ def _check_graph_interface(model: onnx.ModelProto, where: str) -> None:
                                  f"{onnx.__version__} defines up to {newest})")
 
 
+def _import_qonnx_domains(model: onnx.ModelProto) -> onnx.ModelProto:
+    """QONNX's custom ops with an opset import for their domain, as the QONNX model zoo's files lack
+    (qonnx itself accepts them so)."""
+    used = {node.domain for node in model.graph.node if node.domain in QONNX_DOMAINS}
+    missing = sorted(used - {o.domain for o in model.opset_import})
+    if not missing:
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    fixed.opset_import.extend(onnx.helper.make_opsetid(domain, 1) for domain in missing)
+    log.info("added the opset import of %s", ", ".join(missing))
+    return fixed
+
+
 def check_model(model: onnx.ModelProto, where: str = "model") -> onnx.ModelProto:
     """onnx.checker, then static shapes, then onnx shape inference."""
     _check_graph_interface(model, where)
+    model = _import_qonnx_domains(model)
     # graph outputs declared without a shape get one first (the checker demands it); on failure the
     # checker and the strict inference below report the problem
     with contextlib.suppress(onnx.shape_inference.InferenceError, RuntimeError):

@@ -360,6 +360,14 @@ class Builder:
         return self._emit(Affine, name, [x], out_name, x.tensor.shape, out, x.onnx_shape, x.chw, flat=x.flat,
                           scale=_one_or_all(scale_int), offset=_one_or_all(offset_int), acc=None, requant=requant)
 
+    def affine_integers(self, name: str, x: Act, scale: int, offset: int, shift: int, rounding: Rounding, *,
+                        out: OutQuant, out_name) -> Act:
+        """y = clamp(round_shift(scale*(x - zx) + offset, shift)) with this rounding: integer arithmetic
+        given as it is (QONNX's Trunc)."""
+        requant = Requant((1,), (shift,), out.zero_point, out.lo, out.hi, rounding)
+        return self._emit(Affine, name, [x], out_name, x.tensor.shape, out, x.onnx_shape, x.chw, flat=x.flat,
+                          scale=(scale,), offset=(offset,), acc=None, requant=requant)
+
     # -- data movement ----------------------------------------------------------------------
 
     def pad(self, name: str, x: Act, pads, value: int, *, onnx_shape, out_name) -> Act:

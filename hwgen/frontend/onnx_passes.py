@@ -14,7 +14,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import UnsupportedModelError
-from ..ir import HostTail
+from ..ir import HostHead, HostTail
 from .graph import InputQuant, OnnxGraph, attribute
 from .lower import check_scales
 from .qonnx import QONNX_DOMAINS, quant_spec
@@ -203,14 +203,59 @@ def fold_bias_add(graph: OnnxGraph) -> OnnxGraph:
     return graph
 
 
+#: Float ops that only move values: a chain of them from a model input to its QuantizeLinear runs on
+#: the host (a TFLite conversion's Transpose of its NHWC input, a Reshape).
+HEAD_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
+
+
+def _quantizers(graph: OnnxGraph, tensor: str) -> bool:
+    consumers = graph.consumers(tensor)
+    return bool(consumers) and all(c.op_type == "QuantizeLinear" or (c.op_type == "Quant" and c.domain in QONNX_DOMAINS)
+                                   for c in consumers)
+
+
+def _strip_head(graph: OnnxGraph, name: str) -> str:
+    """A float input that reaches its quantizers through a chain of HEAD_OPS: the chain leaves the graph
+    for the host (an index map: the chain run on the input's element indices) and its end becomes the
+    input. Returns the input the quantizers read."""
+    chain, tensor = [], name
+    while not _quantizers(graph, tensor):
+        consumers = graph.consumers(tensor)
+        if len(consumers) != 1 or consumers[0].op_type not in HEAD_OPS or tensor in graph.outputs:
+            return name
+        node = consumers[0]
+        if node.domain not in ("", "ai.onnx") or any(i and i != tensor and not graph.is_const(i) for i in node.input):
+            return name
+        chain.append(node)
+        tensor = node.output[0]
+    if not chain:
+        return name
+    shape = graph.shapes.get(name)
+    if shape is None:
+        raise UnsupportedModelError(f"graph input {name!r} has no static shape")
+    index = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)
+    for node in chain:
+        index = np.asarray(_evaluate(graph, node, [index if i == node.input[0] else graph.initializers.get(i)
+                                                   for i in node.input])[0])
+    graph.nodes = [n for n in graph.nodes if n not in chain]
+    graph.inputs[graph.inputs.index(name)] = tensor
+    graph.shapes[tensor], graph.dtypes[tensor] = index.shape, graph.dtypes[name]
+    # one sample (batch 1) is all the indices: the host applies the map to each sample of a batch
+    graph.heads[tensor] = (name, HostHead(tuple(shape), tuple(int(i) for i in index.reshape(-1)),
+                                          tuple(n.op_type for n in chain)))
+    log.info("host head: %s", " -> ".join(n.op_type for n in chain))
+    return tensor
+
+
 def strip_input_quantize(graph: OnnxGraph) -> OnnxGraph:
-    """A float input consumed only by QuantizeLinear (or QONNX Quant) becomes an integer input; the
-    host quantizes it."""
+    """A float input consumed only by QuantizeLinear (or QONNX Quant), maybe after a chain of data
+    movement (`_strip_head`), becomes an integer input; the host quantizes it."""
 
     for name in list(graph.inputs):
         dtype = graph.dtypes.get(name)
         if dtype is None or dtype.kind != "f":
             continue
+        name = _strip_head(graph, name)
         consumers = graph.consumers(name)
         if not consumers:
             continue
@@ -334,8 +379,9 @@ def split_host_tail(graph: OnnxGraph) -> OnnxGraph:
 
 
 def add_output_dequantize(graph: OnnxGraph, acc: str, output: str, scale: np.ndarray, rank: int,
-                          dtype: np.dtype) -> HostTail:
-    """The host tail, extended by DequantizeLinear(acc) -> output, per channel (axis 1, or 0 for a vector)."""
+                          dtype: np.dtype, zero_point: int = 0, int_dtype: np.dtype = np.dtype(np.int32)) -> HostTail:
+    """The host tail, extended by DequantizeLinear(acc) -> output, per channel (axis 1, or 0 for a vector)
+    or per tensor (one scale); acc is of `int_dtype`."""
     if graph.tail is not None:
         model = onnx.load_model_from_string(graph.tail.model)
     else:
@@ -343,11 +389,14 @@ def add_output_dequantize(graph: OnnxGraph, acc: str, output: str, scale: np.nda
                                   ir_version=graph.ir_version)
     g = model.graph
     scale_name, zp_name = f"{acc}_scale", f"{acc}_zero_point"
-    g.initializer.extend([numpy_helper.from_array(np.asarray(scale, dtype=np.float32), scale_name),
-                          numpy_helper.from_array(np.zeros(len(scale), dtype=np.int32), zp_name)])
+    per_tensor = len(scale) == 1
+    g.initializer.extend([numpy_helper.from_array(np.asarray(scale, dtype=np.float32).reshape(() if per_tensor else -1),
+                                                  scale_name),
+                          numpy_helper.from_array(np.full(() if per_tensor else len(scale), zero_point,
+                                                          dtype=int_dtype), zp_name)])
     g.node.append(helper.make_node("DequantizeLinear", [acc, scale_name, zp_name], [output],
-                                   axis=1 if rank >= 2 else 0))
-    g.input.append(helper.make_tensor_value_info(acc, onnx.TensorProto.INT32, None))
+                                   **({} if per_tensor else {"axis": 1 if rank >= 2 else 0})))
+    g.input.append(helper.make_tensor_value_info(acc, helper.np_dtype_to_tensor_dtype(np.dtype(int_dtype)), None))
     g.output.append(helper.make_tensor_value_info(output, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), None))
     ops = (graph.tail.ops if graph.tail else ()) + ("DequantizeLinear",)
     outputs = (graph.tail.outputs if graph.tail else ()) + (output,)

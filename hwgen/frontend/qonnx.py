@@ -17,7 +17,8 @@ import onnx
 
 from .. import fixed
 from ..errors import UnsupportedModelError
-from ..fixed import IntType
+from ..fixed import IntType, Rounding
+from ..ir import MAX_LOOKUP_BITS
 from .graph import attribute
 from .lower import OutQuant
 from .values import Const, Deq, Pending, QConst
@@ -113,4 +114,89 @@ def quant(ctx: Importer, node: onnx.NodeProto) -> None:
     ctx.set(node, Deq(act, out.scale))
 
 
-HANDLERS = {"Quant": quant}
+def bipolar_quant(ctx: Importer, node: onnx.NodeProto) -> None:
+    """BipolarQuant(x, scale) = scale where x >= 0, else -scale: binary weights are the integers +-1;
+    a binary activation of a quantized one is a lookup table."""
+    scale = ctx.const(node, 1)
+    if scale is None or scale.size != 1 or not np.isfinite(scale).all() or float(scale.reshape(())) <= 0:
+        ctx.fail(node, "scale must be one positive finite constant")
+    s = float(scale.reshape(()))
+    v = ctx.value(node, 0)
+    if isinstance(v, Const):
+        if v.values.dtype.kind != "f":
+            ctx.fail(node, "binarizes an integer constant")
+        signs = np.where(v.values >= 0, 1, -1).astype(np.int8)
+        ctx.set(node, QConst(signs, np.array([s]), np.zeros(1, dtype=np.int64), 0))
+        return
+    if isinstance(v, Pending):
+        ctx.fail(node, f"binarizes the float result of node {v.node.name!r} ({v.node.op_type}): a threshold, which "
+                       "hwgen has no integer form for; quantize that output with Quant first")
+    x = ctx.deq(node, 0)
+    t = x.act.tensor
+    if t.dtype.bits > MAX_LOOKUP_BITS:
+        ctx.fail(node, f"input is {t.dtype}: binarizing it takes a lookup table, of at most {MAX_LOOKUP_BITS}-bit "
+                       "inputs")
+    binary = IntType(2, True)
+    table = fixed.lookup_table(lambda r: np.where(r >= 0, s, -s).astype(np.float32), t.dtype, x.scale, t.zero_point,
+                               binary, s, 0)
+    out = OutQuant(binary, s, 0, -1, 1)
+    act = ctx.builder.lookup(node.name, x.act, table.reshape(1, -1), (), "BipolarQuant", out=out,
+                             out_name=node.output[0])
+    ctx.set(node, Deq(act, s))
+
+
+_TRUNC_ROUNDING = {"FLOOR": Rounding.RNU, "CEIL": Rounding.RNU, "ROUND": Rounding.RNE}
+
+
+def trunc(ctx: Importer, node: onnx.NodeProto) -> None:
+    """Trunc (Brevitas' truncating average pool, QONNX opset 1 and 2): the input's integers on the grid
+    `scale` shifted right by k bits, rounded as rounding_mode says, to out_bitwidth bits.
+
+    v1 (5 inputs): k = in_bitwidth - out_bitwidth and the result keeps the scale; v2 (7 inputs):
+    k = log2(out_scale / scale) and the result has out_scale. An affine op computes it exactly:
+    floor(q / 2**k) = round_shift_rnu(q - 2**(k-1), k), ceil likewise from q + 2**(k-1) - 1."""
+    def number(i: int) -> float:
+        value = ctx.scalar(node, i)
+        if value is None or not np.isfinite(value):
+            ctx.fail(node, f"input {i} must be one finite constant")
+        return float(value)
+
+    if len(node.input) not in (5, 7):
+        ctx.fail(node, f"{len(node.input)} inputs: Trunc has 5 (opset 1) or 7 (opset 2)")
+    scale, zero_point, in_bits = number(1), number(2), number(3)
+    if len(node.input) == 7:
+        out_scale, out_bits = number(4), number(6)
+        k = int(round(np.log2(out_scale / scale)))
+    else:
+        out_bits = number(4)
+        k = int(in_bits - out_bits)
+        out_scale = scale
+    mode = str(attribute(node, "rounding_mode", "FLOOR")).upper()
+    if mode not in _TRUNC_ROUNDING:
+        ctx.fail(node, f"rounding_mode {mode!r}: Trunc rounds with FLOOR, CEIL or ROUND")
+    if zero_point != 0:
+        ctx.fail(node, f"zero point {zero_point:g}: hwgen truncates integers of zero point 0")
+    if not (1 <= out_bits <= 32 and 1 <= in_bits <= 32 and out_bits == int(out_bits) and in_bits == int(in_bits)) \
+            or k < 0 or scale <= 0:
+        ctx.fail(node, f"bit widths {in_bits:g} -> {out_bits:g} and scales must make a right shift")
+    signed, narrow = bool(attribute(node, "signed", 1)), bool(attribute(node, "narrow", 0))
+    wide = IntType(int(in_bits), signed)
+    grid = OutQuant(wide, scale, 0, wide.lo, wide.hi)
+    v = ctx.value(node, 0)
+    if isinstance(v, Pending):
+        q = v.emit(grid, f"{node.output[0]}/integers")
+    else:
+        x = ctx.deq(node, 0)
+        q = x.act if grid.same_as(x.act.tensor) else ctx.builder.requantize(
+            f"{node.name}/integers", x.act, x.scale, out=grid, out_name=f"{node.output[0]}/integers")
+    out_type = IntType(int(out_bits), signed)
+    lo = out_type.lo + (1 if narrow and signed else 0)
+    hi = out_type.hi - (1 if narrow and not signed else 0)
+    offset = 0 if k == 0 else {"FLOOR": -(1 << (k - 1)), "CEIL": (1 << (k - 1)) - 1, "ROUND": 0}[mode]
+    out = OutQuant(out_type, out_scale, 0, lo, hi)
+    act = ctx.builder.affine_integers(node.name, q, 1, offset, k, _TRUNC_ROUNDING[mode], out=out,
+                                      out_name=node.output[0])
+    ctx.set(node, Deq(act, out_scale))
+
+
+HANDLERS = {"Quant": quant, "BipolarQuant": bipolar_quant, "Trunc": trunc}

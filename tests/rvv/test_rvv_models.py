@@ -16,7 +16,7 @@ from hwgen.compiler import CompileOptions, compile_model
 from hwgen.fixed import Rounding
 from hwgen.rvv import program
 
-from ..conftest import DIGITS, PERSON, load_pb
+from ..conftest import DETECTORS, DIGITS, PERSON, detector_feeds, load_pb
 from .rvv_support import check_against_golden, check_model_against_golden, needs_rvv
 
 pytestmark = [pytest.mark.rvv, needs_rvv]
@@ -117,4 +117,12 @@ def test_brevitas_models_end_to_end_at_every_vlen(path):
                                                                                          "_torch_logits.npz"))
     compiled = compile_model(path)
     check_model_against_golden(compiled.graph, {compiled.graph.input_ports[0].onnx_name: data["X"]}, vlens=VLENS,
+                               generated=backend.generate_for(compiled), cache=True)
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_detectors_on_their_inputs(name):
+    """PP-OCRv4 det and BlazeFace: host quantization, the generated core and the float tail."""
+    compiled = compile_model(DETECTORS[name][0])
+    check_model_against_golden(compiled.graph, detector_feeds(name), vlens=(128, 512),
                                generated=backend.generate_for(compiled), cache=True)

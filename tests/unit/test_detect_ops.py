@@ -287,3 +287,23 @@ def test_dynamic_resize_is_refused():
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "h"
     with pytest.raises(UnsupportedModelError, match="dynamic"):
         import_onnx(model)
+
+
+def test_float_movement_before_the_first_quantizer_runs_on_the_host():
+    """A TFLite conversion's Transpose of its NHWC float input (and a Reshape) run on the host as an
+    index map: the model keeps its NHWC input, and agrees with onnxruntime."""
+    from hwgen import irjson
+    from hwgen.ir import verify
+
+    b = GraphBuilder()
+    q = Q(0.05, 0)
+    x = b.node("Reshape", [b.node("Transpose", ["x"], perm=[0, 3, 1, 2]), b.const(np.array([1, 3, 5, 6], np.int64))])
+    w = b.weights(random_weights(np.random.default_rng(0), (4, 3, 3, 3)), np.full(4, 0.01, np.float32))
+    y = b.qdq(b.node("Conv", [b.qdq(x, q), w], pads=[1, 1, 1, 1]), q)
+    model = b.model([("x", [1, 5, 6, 3])], y)
+    compiled = compile_model(model)
+    (port,) = compiled.graph.input_ports
+    assert (port.onnx_name, port.shape, port.head.ops) == ("x", (1, 5, 6, 3), ("Transpose", "Reshape"))
+    assert irjson.dumps(verify(irjson.from_json(irjson.to_json(compiled.graph)))) == irjson.dumps(compiled.graph)
+    found = agreement(compiled, model, {"x": np.random.default_rng(1).normal(0, 1, (3, 5, 6, 3)).astype(np.float32)})
+    assert found.layer_worst <= 1 and found.worst <= 1, found

@@ -1,8 +1,9 @@
 """Whole models through the Verilated accelerator (C++ harness): equal to the golden model, bit for bit.
 
-CI runs one TinyCNN on all 450 test images; `-m slow` runs every quantized digits model (TinyCNN
-variants and the MobileNet-style net, all 450 images each, at several multiplier budgets) and
-person_detect on person.bmp, no_person.bmp and 8 random inputs.
+CI runs one TinyCNN on all 450 test images and a small detector with every FPGA detector unit;
+`-m slow` runs every quantized digits model (TinyCNN variants and the MobileNet-style net, all 450
+images each, at several multiplier budgets), person_detect on person.bmp, no_person.bmp and 8
+random inputs, and PP-OCRv4 det on its text image.
 """
 
 import glob
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from fuzz.float_graphs import DETECTOR_OPSET, FloatNet, _Builder, quantize
 from onnx import numpy_helper
 
 from hwgen import golden
@@ -100,3 +102,63 @@ def test_person_detect(budget):
     feeds = person_feeds()
     run, plan = check_model(str(MODELS / "person_detect" / "person_detect_qdq.onnx"), feeds, budget)
     assert run.outputs.shape[0] == 10
+
+
+def _small_detector() -> FloatNet:
+    """Every unit the FPGA builds for detectors: tables (one, and per channel), a squeeze-excite
+    product, a product of two maps, affine ops, channel and spatial padding, a crop, nearest up- and
+    downsampling, and a transposed convolution (phases, then depth-to-space)."""
+    from onnx import TensorProto, helper
+
+    b = _Builder(np.random.default_rng(3))
+    rng = b.rng
+
+    def conv(x, cin, cout, k=1):
+        w = rng.normal(0, 1 / np.sqrt(k * k * cin), (cout, cin, k, k))
+        return b.node("Conv", [x, b.const(w, "w"), b.const(rng.normal(0, 0.1, cout), "b")], pads=[k // 2] * 4)
+
+    x = b.node("HardSwish", [conv("input", 3, 4, 3)])
+    s = b.node("HardSigmoid", [conv(b.node("Relu", [conv(b.node("GlobalAveragePool", [x]), 4, 2)]), 2, 4)])
+    x = b.node("Mul", [x, s])
+    x = b.node("Mul", [x, b.node("Sigmoid", [x])])
+    x = b.node("PRelu", [conv(x, 4, 4), b.const(rng.uniform(0, 0.5, (4, 1, 1)), "slope")])
+    x = b.node("Pad", [x, b.int_const([0, 2, 1, 0, 0, 2, 0, 1], "pads")], mode="constant")           # 8 x 7 x 7
+    x = b.node("Div", [b.node("Add", [conv(x, 8, 4), b.const(np.float32(3), "k")]), b.const(np.float32(6), "k")])
+    x = b.node("Resize", [conv(x, 4, 4), "", b.const(np.array([1, 1, 2, 2], np.float32), "s")], mode="nearest",
+               coordinate_transformation_mode="asymmetric", nearest_mode="floor")                      # 14 x 14
+    x = b.node("Slice", [x, b.int_const([1, 2], "st"), b.int_const([13, 12], "en"), b.int_const([2, 3], "ax")])
+    x = b.node("Resize", [conv(x, 4, 4), "", b.const(np.array([1, 1, 0.5, 0.5], np.float32), "s")],
+               mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")      # 6 x 5
+    x = b.node("ConvTranspose", [x, b.const(rng.normal(0, 0.5, (4, 2, 2, 2)), "w")], strides=[2, 2])  # 12 x 10
+    x = conv(b.node("Mul", [x, b.const(rng.uniform(-2, 2, (1, 2, 1, 1)), "k")]), 2, 3)
+    graph = helper.make_graph(b.nodes, "small_detector",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, (1, 3, 7, 6))],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DETECTOR_OPSET)], ir_version=8)
+    return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), (1, 3, 7, 6), "small detector")
+
+
+@pytest.mark.parametrize("budget", [2, 32])
+def test_small_detector_every_unit(tmp_path, budget):
+    model = quantize(_small_detector(), activation="int8", per_channel=True)
+    path = tmp_path / "small_detector.onnx"
+    onnx.save(model, path)
+    compiled = compile_model(path)
+    ops = {n.op for n in compiled.graph.nodes}
+    assert {"Lookup", "Mul", "Affine", "Pad", "Slice", "Resize", "DepthToSpace"} <= ops, ops
+    graph = compiled.graph
+    plan = make_plan(graph, budget=budget)
+    accelerator = build_accelerator(graph, plan, to_verilog(graph, plan))
+    t = graph.tensor(graph.inputs[0])
+    x = np.random.default_rng(budget).integers(t.dtype.lo, t.dtype.hi + 1, (4, *t.shape))
+    want = golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]]
+    assert np.array_equal(accelerator.run(x).outputs, want)
+    assert np.array_equal(accelerator.run(x, stall_prob=0.3, seed=budget).outputs, want)
+
+
+@pytest.mark.slow
+def test_ppocrv4_det():
+    path = MODELS / "detect" / "ppocrv4_det_qdq_s8s8_pc.onnx"
+    x = np.load(MODELS / "detect" / "text_160.npy").astype(np.float32)
+    run, plan = check_model(str(path), {onnx.load(path).graph.input[0].name: x.reshape(1, 3, 160, 160)}, 32)
+    assert run.outputs.shape[0] == 1
