@@ -67,6 +67,9 @@ ABI_VERSION = 2  # bump with any change to the C ABI of the harness
 VERILATOR_FLAGS = (
     "--cc", "--exe",
     "-Wno-fatal",  # Amaranth's Verilog raises %Warning-WIDTH, fatal by default
+    # large designs' memory initializations in functions g++ can compile (one of over a million
+    # statements crashed cc1plus: PP-OCRv4 det's weights)
+    "--output-split-cfuncs", "20000",
     "-CFLAGS", "-fPIC -fvisibility=hidden -fvisibility-inlines-hidden",
     "-LDFLAGS", "-shared -Wl,-z,defs",
 )

@@ -179,6 +179,18 @@ def _int4_weights(model):
         helper.make_tensor("conv1.weight_zero_point", TensorProto.INT4, [8], [0] * 8))
 
 
+def _detector_op(op: str, inputs, q_in: Q = Q(0.05, 0), opset: int = 17, **attrs):
+    """A QDQ model of one detector op (constant inputs as given) that hwgen refuses."""
+    def make(tmp) -> str:
+        b = GraphBuilder()
+        extra = [b.const(v) if v is not None else "" for v in inputs]
+        y = b.qdq(b.node(op, [b.qdq("x", q_in), *extra], **attrs), Q(0.05, 0))
+        model = b.model([("x", [1, 2, 4, 4])], y)
+        model.opset_import[0].version = opset
+        return save(model, tmp / "d.onnx")
+    return make
+
+
 def _unsupported_op(tmp) -> str:
     b = GraphBuilder()
     q = Q(0.02, 0)
@@ -280,6 +292,14 @@ BAD_MODELS = {
         2, "input_QuantizeLinear_Output")), r"must be constant|checker|inference"),
     "Relu of another domain": (tiny(lambda m: setattr(_node(m, "/conv1/Conv"), "domain", "com.microsoft")),
                                r"unsupported op \(domain com\.microsoft\)"),
+    "cubic resize": (_detector_op("Resize", [None, np.array([1, 1, 2, 2], np.float32)], mode="cubic"),
+                     r"node 'Resize_\d+' \(Resize\): mode 'cubic'"),
+    "linear resize by 1.5": (_detector_op("Resize", [None, np.array([1, 1, 1.5, 1.5], np.float32)], mode="linear"),
+                             r"node 'Resize_\d+' \(Resize\): linear resize by 1\.5 x 1\.5"),
+    "reflect padding": (_detector_op("Pad", [np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)], mode="reflect"),
+                        r"node 'Pad_\d+' \(Pad\): mode 'reflect'"),
+    "a lookup table of a 16-bit input": (_detector_op("Sigmoid", [], Q(0.001, 0, np.int16), opset=21),
+                                         r"node 'Sigmoid_\d+' \(Sigmoid\): input is i16: a lookup table"),
 }
 
 
