@@ -433,12 +433,42 @@ def upsample(ctx: Importer, node: onnx.NodeProto) -> None:
     resize(ctx, node, upsample=True)
 
 
+def _after_float_op(handler):
+    """The handler, also on the float result of an op with no QuantizeLinear in between (quantize_static
+    leaves Div -> Resize so): moving values commutes with quantizing them, so the move waits for the
+    QuantizeLinear after it and applies to the op's quantized result. (Linear resizing computes, so it
+    does not commute: refused.)"""
+
+    def wrapped(ctx: Importer, node: onnx.NodeProto) -> None:
+        v = ctx.value(node, 0)
+        if not isinstance(v, Pending):
+            handler(ctx, node)
+            return
+        if attribute(node, "mode", "nearest") == "linear":
+            ctx.fail(node, f"input {node.input[0]!r} comes from node {v.node.name!r} ({v.node.op_type}) without a "
+                           "QuantizeLinear in between; hwgen interpolates quantized values only")
+
+        def emit(out: OutQuant, name: str) -> Act:
+            source, pending = node.input[0], ctx.values[node.output[0]]
+            ctx.values[source] = Deq(v.emit(out, f"{name}/unmoved"), out.scale)
+            try:
+                handler(ctx, node)
+                moved = ctx.values[node.output[0]]
+            finally:
+                ctx.values[source], ctx.values[node.output[0]] = v, pending
+            return moved.emit(out, name) if isinstance(moved, Pending) else moved.act
+
+        ctx.set(node, Pending(node, emit, v.lo, v.hi))
+
+    return wrapped
+
+
 HANDLERS = {
-    "Pad": pad,
-    "Slice": slice_,
+    "Pad": _after_float_op(pad),
+    "Slice": _after_float_op(slice_),
     "Split": split,
-    "Transpose": transpose,
-    "DepthToSpace": depth_to_space,
-    "Resize": resize,
-    "Upsample": upsample,
+    "Transpose": _after_float_op(transpose),
+    "DepthToSpace": _after_float_op(depth_to_space),
+    "Resize": _after_float_op(resize),
+    "Upsample": _after_float_op(upsample),
 }

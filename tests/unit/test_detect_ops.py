@@ -307,3 +307,20 @@ def test_float_movement_before_the_first_quantizer_runs_on_the_host():
     assert irjson.dumps(verify(irjson.from_json(irjson.to_json(compiled.graph)))) == irjson.dumps(compiled.graph)
     found = agreement(compiled, model, {"x": np.random.default_rng(1).normal(0, 1, (3, 5, 6, 3)).astype(np.float32)})
     assert found.layer_worst <= 1 and found.worst <= 1, found
+
+
+def test_data_movement_of_an_unquantized_result_waits_for_its_quantizer():
+    """DQ -> Div -> Resize -> Q (quantize_static leaves no QuantizeLinear after a Div whose reader it
+    does not quantize): the resize moves the Div's quantized result, which is the same."""
+    b = GraphBuilder()
+    q = Q(0.0473, 3)
+    y = b.node("Div", [b.qdq("x", q), b.const(np.float32(6.0))])
+    y = b.node("Resize", [y, "", b.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest")
+    model = b.model([("x", [1, 3, 4, 5])], b.qdq(y, Q(0.0113, -7)))
+    model.opset_import[0].version = 17
+    compiled = compile_model(model)
+    assert [n.op for n in compiled.graph.nodes] == ["Affine", "Resize"]
+    x = np.random.default_rng(2).normal(0, 2, (4, 3, 4, 5)).astype(np.float32)
+    ours = golden.run_model(compiled.graph, {"x": x})
+    theirs = ort_run(model, {"x": x})[0]
+    assert np.abs(np.rint((next(iter(ours.values())) - theirs) / 0.0113)).max() <= 1

@@ -124,7 +124,7 @@ def _small_detector() -> FloatNet:
     x = b.node("PRelu", [conv(x, 4, 4), b.const(rng.uniform(0, 0.5, (4, 1, 1)), "slope")])
     x = b.node("Pad", [x, b.int_const([0, 2, 1, 0, 0, 2, 0, 1], "pads")], mode="constant")           # 8 x 7 x 7
     x = b.node("Div", [b.node("Add", [conv(x, 8, 4), b.const(np.float32(3), "k")]), b.const(np.float32(6), "k")])
-    x = b.node("Resize", [conv(x, 4, 4), "", b.const(np.array([1, 1, 2, 2], np.float32), "s")], mode="nearest",
+    x = b.node("Resize", [x, "", b.const(np.array([1, 1, 2, 2], np.float32), "s")], mode="nearest",  # Div: no Q
                coordinate_transformation_mode="asymmetric", nearest_mode="floor")                      # 14 x 14
     x = b.node("Slice", [x, b.int_const([1, 2], "st"), b.int_const([13, 12], "en"), b.int_const([2, 3], "ax")])
     x = b.node("Resize", [conv(x, 4, 4), "", b.const(np.array([1, 1, 0.5, 0.5], np.float32), "s")],
