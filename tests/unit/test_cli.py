@@ -188,3 +188,31 @@ def test_run_a_two_input_model_from_npz(tmp_path, capsys):
     np.save(tmp_path / "a.npy", a)
     code, _, err = run_cli(capsys, "run", model, "--input", tmp_path / "a.npy")
     assert code == 2 and "the model has 2 inputs; pass an .npz with arrays named 'a', 'b'" in err
+
+
+def test_report_lists_every_unsupported_node_after_the_supported_part(tmp_path, capsys):
+    """Two unsupported ops on two branches: the table of what imports, then both, exit code 2;
+    nodes that only depend on them are left out; compile still stops at the first."""
+    b = GraphBuilder()
+    q = Q(0.02, 0)
+    x = b.qdq("x", q)
+    w = b.weights(random_weights(np.random.default_rng(0), (4, 1, 3, 3)), np.full(4, 0.01, np.float32))
+    y = b.qdq(b.node("Conv", [x, w], pads=[1, 1, 1, 1]), q)
+    h = b.qdq(b.node("Hardmax", [y]), q)
+    after = b.weights(random_weights(np.random.default_rng(1), (4, 4, 1, 1)), np.full(4, 0.01, np.float32))
+    h = b.qdq(b.node("Conv", [h, after]), q)
+    s = b.qdq(b.node("LpNormalization", [y]), q)
+    out = b.qdq(b.node("Add", [h, s]), q)
+    path = tmp_path / "two.onnx"
+    onnx.save(b.model([("x", [1, 1, 6, 6])], out), path)
+    code, text, err = run_cli(capsys, "report", path, "--json", tmp_path / "r.json")
+    assert code == 2
+    assert "Conv2d" in text.split("node(s) hwgen does not support")[0]
+    unsupported = [line.strip() for line in text.splitlines() if line.startswith("  node ")]
+    assert [u.split(" (")[1].split(")")[0] for u in unsupported] == ["Hardmax", "LpNormalization"]
+    assert err.count("\n") == 1 and "2 unsupported node(s), the first: node 'Hardmax_" in err
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [u["op"] for u in data["unsupported"]] == ["Hardmax", "LpNormalization"]
+    assert [r["op"] for r in data["report"]["layers"]] == ["Conv2d"]
+    code, _, err = run_cli(capsys, "compile", path, "-o", tmp_path / "out")
+    assert code == 2 and "Hardmax" in err and not (tmp_path / "out").exists()
