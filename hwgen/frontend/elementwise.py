@@ -20,7 +20,7 @@ from .. import fixed
 from ..ir import MAX_LOOKUP_BITS
 from .graph import attribute
 from .lower import Act, OutQuant
-from .values import Const, Pending, QConst
+from .values import Const, Deq, Island, Pending, QConst
 
 if TYPE_CHECKING:  # the importer calls these handlers
     from .importer import Importer
@@ -44,34 +44,45 @@ def _describe(node: onnx.NodeProto) -> str:
     return f"{node.op_type}({', '.join(attrs)})" if attrs else node.op_type
 
 
-def _run_op(ctx: Importer, node: onnx.NodeProto, x_index: int, x: np.ndarray) -> np.ndarray:
-    """The op's float result on input x (its other inputs: their constants), as onnxruntime computes it
-    (onnx's reference implementation where onnxruntime does not run the op at the model's opset)."""
-    names = [f"in{i}" if i == x_index else f"const{i}" for i in range(len(node.input))]
+def _run_op(ctx: Importer, node: onnx.NodeProto, feeds: dict[int, np.ndarray]) -> np.ndarray:
+    """The op's float result on `feeds` (input index -> array; its other inputs: their constants), as
+    onnxruntime computes it (onnx's reference implementation where onnxruntime does not run the op at
+    the model's opset)."""
+    names = [f"in{i}" if i in feeds else f"const{i}" for i in range(len(node.input))]
     single = helper.make_node(node.op_type, [n if node.input[i] else "" for i, n in enumerate(names)], ["y"],
                               domain=node.domain)
     single.attribute.extend(node.attribute)
     consts = [numpy_helper.from_array(np.asarray(ctx.const_value(node, i)), names[i])
-              for i in range(len(node.input)) if i != x_index and node.input[i]]
-    model = helper.make_model(
-        helper.make_graph([single], "lookup", [helper.make_tensor_value_info(names[x_index], onnx.TensorProto.FLOAT,
-                                                                             list(x.shape))],
-                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], consts),
-        opset_imports=ctx.g.opset_imports, ir_version=ctx.g.ir_version)
+              for i in range(len(node.input)) if i not in feeds and node.input[i]]
+    inputs = [helper.make_tensor_value_info(names[i], onnx.TensorProto.FLOAT, list(np.shape(a)))
+              for i, a in feeds.items()]
+    output = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph([single], "lookup", inputs, [output], consts),
+                              opset_imports=ctx.g.opset_imports, ir_version=ctx.g.ir_version)
+    arrays = {names[i]: np.asarray(a, dtype=np.float32) for i, a in feeds.items()}
     try:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4
         session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return session.run(None, {names[x_index]: x})[0]
+        return session.run(None, arrays)[0]
     except Exception:  # onnxruntime lacks the op at this opset
         from onnx.reference import ReferenceEvaluator
 
         try:
-            return np.asarray(ReferenceEvaluator(model).run(None, {names[x_index]: x})[0], dtype=np.float32)
+            return np.asarray(ReferenceEvaluator(model).run(None, arrays)[0], dtype=np.float32)
         except Exception as exc:
             ctx.fail(node, f"cannot evaluate the op to tabulate it: {exc}")
+
+
+def _island(v) -> Island | None:
+    """v as an elementwise function of one activation: a dequantized activation is its identity."""
+    if isinstance(v, Deq):
+        return Island(v, lambda values: values)
+    if isinstance(v, Pending):
+        return v.island
+    return None
 
 
 def _probe_shape(ctx: Importer, node: onnx.NodeProto, x: Act, x_index: int) -> tuple[int, ...] | None:
@@ -103,15 +114,23 @@ def _varies_by_channel(x: Act, shape) -> bool:
 
 
 def function(ctx: Importer, node: onnx.NodeProto, x_index: int = 0) -> None:
-    """An elementwise function of input `x_index` (the others constant) as a lookup table."""
-    x = ctx.deq(node, x_index)
+    """An elementwise function of input `x_index` (the others constant) as a lookup table; of a float
+    function of one activation with no QuantizeLinear between (an island), the table of both."""
     for i in range(len(node.input)):
         if i != x_index and node.input[i] and not isinstance(ctx.value(node, i), (Const, QConst)):
             ctx.fail(node, f"input {node.input[i]!r} must be constant: hwgen tabulates functions of one activation")
-    t = x.act.tensor
-    if t.dtype.bits > MAX_LOOKUP_BITS:
-        ctx.fail(node, f"input is {t.dtype}: a lookup table needs an input of at most {MAX_LOOKUP_BITS} bits "
-                       f"(its {1 << t.dtype.bits} entries are computed at compile time)")
+    v = ctx.value(node, x_index)
+    if isinstance(v, Pending) and v.island is not None:  # f(g(x)): one table
+        inner = v.island
+
+        def composed(values: np.ndarray) -> np.ndarray:
+            return _run_op(ctx, node, {x_index: inner.evaluate(values)}).reshape(-1)
+
+        if _probe_shape(ctx, node, inner.source.act, x_index) != ():
+            ctx.fail(node, "a per-channel constant in a chain of float functions with no QuantizeLinear between")
+        ctx.set(node, _table(ctx, node, Island(inner.source, composed)))
+        return
+    x = ctx.deq(node, x_index)
     probe = _probe_shape(ctx, node, x.act, x_index)
     if probe is None:
         ctx.fail(node, "a constant input varies along an axis other than the channels: hwgen tabulates one "
@@ -119,16 +138,26 @@ def function(ctx: Importer, node: onnx.NodeProto, x_index: int = 0) -> None:
 
     def evaluate(values: np.ndarray) -> np.ndarray:
         x_in = np.ascontiguousarray(np.broadcast_to(values.reshape(-1, *([1] * len(probe))), (len(values), *probe)))
-        y = _run_op(ctx, node, x_index, x_in.astype(np.float32))
+        y = _run_op(ctx, node, {x_index: x_in})
         return y.reshape(len(values), -1).T  # (channels, inputs)
+
+    ctx.set(node, _table(ctx, node, Island(x, evaluate), composable=probe == ()))
+
+
+def _table(ctx: Importer, node: onnx.NodeProto, island: Island, composable: bool = True) -> Pending:
+    """The Pending lookup table of the island's function (an island itself unless per channel)."""
+    x, t = island.source, island.source.act.tensor
+    if t.dtype.bits > MAX_LOOKUP_BITS:
+        ctx.fail(node, f"input is {t.dtype}: a lookup table needs an input of at most {MAX_LOOKUP_BITS} bits "
+                       f"(its {1 << t.dtype.bits} entries are computed at compile time)")
 
     def emit(out: OutQuant, name: str) -> Act:
         try:
-            tables = fixed.lookup_table(evaluate, t.dtype, x.scale, t.zero_point, out.dtype, out.scale,
+            tables = fixed.lookup_table(island.evaluate, t.dtype, x.scale, t.zero_point, out.dtype, out.scale,
                                         out.zero_point, out.lo, out.hi)
         except ValueError as exc:
             ctx.fail(node, str(exc))
-        distinct, channel_tables = np.unique(tables, axis=0, return_inverse=True)
+        distinct, channel_tables = np.unique(tables.reshape(-1, tables.shape[-1]), axis=0, return_inverse=True)
         if len(distinct) == 1:
             channel_tables = ()
         else:  # in the order of first use, so the tables read in channel order
@@ -137,7 +166,31 @@ def function(ctx: Importer, node: onnx.NodeProto, x_index: int = 0) -> None:
             channel_tables = [order.index(k) for k in channel_tables.reshape(-1).tolist()]
         return ctx.builder.lookup(node.name, x.act, distinct, channel_tables, _describe(node), out=out, out_name=name)
 
-    ctx.set(node, Pending(node, emit))
+    flat = Island(x, lambda values: island.evaluate(values).reshape(-1)) if composable else None
+    return Pending(node, emit, island=flat)
+
+
+def _binary_island(ctx: Importer, node: onnx.NodeProto, values) -> bool:
+    """An elementwise op of float functions of one activation (at least one unquantized: x * Sigmoid(x)
+    with no QuantizeLinear after the Sigmoid), or of one such function and a constant: one table."""
+    if not any(isinstance(v, Pending) and v.island is not None for v in values):
+        return False
+    islands = {i: _island(v) for i, v in enumerate(values) if not isinstance(v, (Const, QConst))}
+    if any(island is None for island in islands.values()):
+        return False
+    sources = {island.source.act.name for island in islands.values()}
+    if len(sources) != 1:
+        ctx.fail(node, "combines float results of different activations with no QuantizeLinear between")
+    source = next(iter(islands.values())).source
+    for i, v in enumerate(values):
+        if isinstance(v, (Const, QConst)) and np.asarray(ctx.const_value(node, i)).size != 1:
+            ctx.fail(node, "a per-channel constant in a chain of float functions with no QuantizeLinear between")
+
+    def evaluate(x: np.ndarray) -> np.ndarray:
+        return _run_op(ctx, node, {i: island.evaluate(x) for i, island in islands.items()}).reshape(-1)
+
+    ctx.set(node, _table(ctx, node, Island(source, evaluate)))
+    return True
 
 
 # -- products and sums with constants ------------------------------------------------------
@@ -162,6 +215,8 @@ def arithmetic(ctx: Importer, node: onnx.NodeProto) -> None:
     """Add, Sub, Mul, Div: of two activations (Add, Sub, Mul), or of an activation and a constant
     (an affine requantization; a constant divided by an activation is a lookup table)."""
     values = [ctx.value(node, 0), ctx.value(node, 1)]
+    if _binary_island(ctx, node, values):
+        return
     k = _constant_index(values)
     op = node.op_type
     if k is not None and isinstance(values[1 - k], Pending) and op in ("Mul", "Div") and (op == "Mul" or k == 1):

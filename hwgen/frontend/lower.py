@@ -493,11 +493,19 @@ def _bias_in_acc_units(bias, bias_scale, acc_scale: np.ndarray, cout: int, name:
         raise UnsupportedModelError(f"bias has {b.size} values for {cout} output channels", node=name, op=op)
     b = np.broadcast_to(b.reshape(-1), (cout,))
     if bias_scale is None:  # real-valued bias
-        return fixed.round_half_even(b.astype(np.float64) / acc_scale).astype(np.int64)
+        return _whole_units(b.astype(np.float64) / acc_scale, name, op)
     sb = np.broadcast_to(np.asarray(bias_scale, dtype=np.float64).reshape(-1), (cout,))
     if np.allclose(sb, acc_scale, rtol=1e-6, atol=0):
         return b.astype(np.int64)
-    return fixed.round_half_even(b.astype(np.float64) * sb / acc_scale).astype(np.int64)
+    return _whole_units(b.astype(np.float64) * sb / acc_scale, name, op)
+
+
+def _whole_units(units: np.ndarray, name: str, op: str) -> np.ndarray:
+    """A bias in accumulator units, rounded; refused when no accumulator could hold it."""
+    if not np.all(np.isfinite(units)) or np.abs(units).max(initial=0) >= 2.0**62:
+        raise UnsupportedModelError("the bias in accumulator units is out of all proportion to the inputs (check "
+                                    "its scale)", node=name, op=op)
+    return fixed.round_half_even(units).astype(np.int64)
 
 
 def _window_counts(in_hw, kernel, stride, pads) -> set[int]:

@@ -52,6 +52,16 @@ class Pending:
     lo: float = -math.inf
     hi: float = math.inf
     acc_scale: np.ndarray | None = None  # multiply-accumulate ops: emit(None) outputs the raw accumulator
+    island: Island | None = None         # an elementwise float function of one activation (a lookup table)
+
+
+@dataclass(frozen=True)
+class Island:
+    """Float ops that compute an elementwise function of one dequantized activation, with no
+    QuantizeLinear between them: `evaluate` maps float32 values of `source` (n,) to the result (n,)."""
+
+    source: Deq
+    evaluate: Callable[[np.ndarray], np.ndarray]
 
 
 Value = Act | Deq | QConst | Const | Pending

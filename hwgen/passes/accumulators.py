@@ -15,7 +15,11 @@ MAX_REQUANT_ACC_BITS = 32
 def with_derived_accumulator(node: Node, tensors) -> Node:
     """`node` with the narrowest signed accumulator that holds its worst case."""
     bound = node.accumulator_bound(tensors)
-    acc = IntType(signed_bits(-bound, bound), True)
+    bits = signed_bits(-bound, bound)
+    if bits > 64:  # a bias or weight out of all proportion (a broken scale)
+        raise UnsupportedModelError(f"the accumulator needs {bits} bits: its bias or weights are out of all "
+                                    "proportion to its inputs (check their scales)", node=node.name, op=node.op)
+    acc = IntType(bits, True)
     if acc.bits > MAX_REQUANT_ACC_BITS and node.requantizations():
         raise UnsupportedModelError(f"the accumulator needs {acc.bits} bits; hwgen requantizes at most "
                                     f"{MAX_REQUANT_ACC_BITS}", node=node.name, op=node.op)

@@ -261,6 +261,8 @@ BAD_MODELS = {
     "nan weight scale": (tiny(lambda m: _set_init(m, "conv2.weight_scale", np.full(16, np.nan))), r"scale"),
     "inf activation scale": (tiny(lambda m: _set_init(m, "/Relu_output_0_scale", np.inf)), r"scale"),
     "zero weight scale": (tiny(lambda m: _set_init(m, "fc.weight_scale", np.zeros(10))), r"scale"),
+    "a bias scale out of all proportion": (tiny(lambda m: _set_init(m, "fc.bias_quantized_scale", np.full(10, 1e30))),
+                                           r"out of all proportion"),
     "kernel_shape contradicts the weights": (_kernel_contradiction, r"kernel_shape=\[5, 5\] contradicts the weights"),
     "zero strides": (tiny(lambda m: _set_attr(m, "/conv1/Conv", "strides", [0, 1])), r"strides"),
     "negative pads": (tiny(lambda m: _set_attr(m, "/conv1/Conv", "pads", [-1, 0, 0, 0])), r"pads"),

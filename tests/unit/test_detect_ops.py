@@ -324,3 +324,22 @@ def test_data_movement_of_an_unquantized_result_waits_for_its_quantizer():
     ours = golden.run_model(compiled.graph, {"x": x})
     theirs = ort_run(model, {"x": x})[0]
     assert np.abs(np.rint((next(iter(ours.values())) - theirs) / 0.0113)).max() <= 1
+
+
+@pytest.mark.parametrize("chain", ["swish", "exp_softplus", "hardswish_by_hand"])
+def test_float_function_chains_are_one_table(chain):
+    """Float functions of one activation with no QuantizeLinear between them are one table, exactly the
+    float path: x * Sigmoid(x), Softplus(Exp(x)), x * HardSigmoid(x) / 1 + 0."""
+    b = GraphBuilder()
+    x = b.qdq("x", Q(0.0473, 3))
+    if chain == "swish":
+        y = b.node("Mul", [x, b.node("Sigmoid", [x])])
+    elif chain == "exp_softplus":
+        y = b.node("Softplus", [b.node("Exp", [x])])
+    else:
+        y = b.node("Add", [b.node("Div", [b.node("Mul", [x, b.node("HardSigmoid", [x], alpha=1 / 6, beta=0.5)]),
+                                          b.const(np.float32(1.0))]), b.const(np.float32(0.0))])
+    model = b.model([("x", [1, 3, 4, 5])], b.qdq(y, Q(0.0391, -5)))
+    compiled, found = _agree(model, (1, 3, 4, 5))
+    assert [n.op for n in compiled.graph.nodes] == ["Lookup"]
+    assert found.worst == 0, found
