@@ -8,7 +8,7 @@ The Python API (see docs/api.md):
     y = hwgen.run(compiled, x, backend="rvv")
 """
 
-from .api import compile, run  # noqa: A004 - hwgen.compile is the API's name
+from .api import compile, detect_image, image_input, run  # noqa: A004 - hwgen.compile is the API's name
 from .compiler import Compiled, CompileOptions
 from .errors import (
     HwgenError,
@@ -22,7 +22,8 @@ from .errors import (
 from .fixed import Rounding
 from .version import __version__
 
-__all__ = ["compile", "run", "Compiled", "CompileOptions", "FpgaOptions", "RvvOptions", "Rounding", "HwgenError",
+__all__ = ["compile", "run", "image_input", "detect_image",
+           "Compiled", "CompileOptions", "FpgaOptions", "RvvOptions", "Rounding", "HwgenError",
            "InvalidOptionError", "ModelLoadError", "ResourceLimitError", "ToolchainError", "UnsupportedModelError",
            "VerificationError", "__version__"]
 

@@ -5,6 +5,8 @@
     compiled.write("out")                        # exactly what `hwgen compile -o out` writes
     y = hwgen.run(compiled, x)                   # the golden model: the model's output for x
     y = hwgen.run(compiled, x, backend="rtl")    # the same through the Verilated accelerator
+    x = hwgen.image_input(compiled, "photo.png") # an image as the model input (the model's config file)
+    boxes = hwgen.detect_image(compiled, "photo.png", backend="rvv")  # SSD detections in image pixels
 
 Options are keywords, checked like the command line's (one-line `hwgen.HwgenError`s):
 `rounding`, `multiplier_bits` (the compile); `device`, `multipliers`, `folds`, `measure` (FPGA);
@@ -23,9 +25,13 @@ import onnx
 from . import backends, golden
 from .arrays import check_input
 from .compiler import Compiled, CompileOptions, compile_model
+from .detect import Detection, detect_outputs
 from .errors import InvalidOptionError
+from .images import Placement, load_image
+from .ir import InputPort
+from .modelconfig import ModelConfig, config_for
 
-__all__ = ["compile", "run", "BACKENDS"]
+__all__ = ["compile", "run", "image_input", "detect_image", "BACKENDS"]
 
 #: Where `run` can run the integer core: the golden model, or a target's generated code.
 BACKENDS = {"golden": None, "rtl": "fpga", "rvv": "rvv"}
@@ -113,3 +119,74 @@ def _feeds(compiled: Compiled, inputs) -> dict[str, np.ndarray]:
     if missing:
         raise InvalidOptionError(f"no array for input(s) {', '.join(map(repr, missing))}")
     return {p.onnx_name: check_input(np.asarray(inputs[p.onnx_name]), p) for p in ports}
+
+
+def _config(compiled: Compiled, config: str | Path | ModelConfig | None) -> ModelConfig:
+    return config if isinstance(config, ModelConfig) else config_for(compiled.source, config)
+
+
+def _no_config(compiled: Compiled) -> InvalidOptionError:
+    return InvalidOptionError(f"{compiled.source}: no config file (looked for {compiled.source.with_suffix('.json')}; "
+                              "give --config): hwgen needs one for images and detection")
+
+
+def _image_port(compiled: Compiled, config: ModelConfig) -> InputPort:
+    where = str(config.path) if config.path is not None else "the config"
+    if config.image is None and config.path is None:
+        raise _no_config(compiled)
+    if config.image is None:
+        raise InvalidOptionError(f"{where}: no 'image' section: hwgen does not know how the model wants its images "
+                                 "(write it there, or give --config)")
+    ports = {p.onnx_name: p for p in compiled.graph.input_ports}
+    name = config.image.input
+    if name is None:
+        if len(ports) != 1:
+            raise InvalidOptionError(f"{where}: image.input must name one of the inputs {', '.join(map(repr, ports))}")
+        name = next(iter(ports))
+    if name not in ports:
+        raise InvalidOptionError(f"{where}: image.input {name!r} is not an input of the model")
+    return ports[name]
+
+
+def _compiled(model, options: Mapping) -> tuple[Compiled, dict]:
+    if isinstance(model, Compiled):
+        return model, dict(options)
+    compile_keys = _fields(CompileOptions)
+    compiled = compile(model, **{k: v for k, v in options.items() if k in compile_keys})
+    return compiled, {k: v for k, v in options.items() if k not in compile_keys}
+
+
+def image_input(model, image: str | Path, config: str | Path | ModelConfig | None = None,
+                **options) -> tuple[dict[str, np.ndarray], Placement]:
+    """The model inputs made from an image file as the model's config says (its `image` section;
+    default config: the .json beside the model), and where the input sits in the image."""
+    compiled, _ = _compiled(model, options)
+    cfg = _config(compiled, config)
+    port = _image_port(compiled, cfg)
+    x, placement = load_image(image, port, cfg.image)
+    return {port.onnx_name: x}, placement
+
+
+def detection_json(d: Detection, placement: Placement) -> dict:
+    """A detection as `hwgen detect` prints it: in image pixels."""
+    x0, y0 = placement.to_image(d.box[0], d.box[1])
+    x1, y1 = placement.to_image(d.box[2], d.box[3])
+    return {"score": round(d.score, 6), "box": [round(v, 2) for v in (x0, y0, x1, y1)],
+            "keypoints": [[round(v, 2) for v in placement.to_image(x, y)] for x, y in d.keypoints],
+            "class": d.class_id, "anchor": d.anchor}
+
+
+def detect_image(model, image: str | Path, config: str | Path | ModelConfig | None = None,
+                 backend: str = "golden", **options) -> list[dict]:
+    """SSD detections on an image: the config's preprocessing, the model with its integer core on
+    `backend`, then `hwgen.detect`. Returns dicts with score, box [x0, y0, x1, y1] and keypoints in
+    image pixels, class and anchor index; the same on every backend."""
+    compiled, rest = _compiled(model, options)
+    cfg = _config(compiled, config)
+    if cfg.detect is None and cfg.path is None:
+        raise _no_config(compiled)
+    if cfg.detect is None:
+        raise InvalidOptionError(f"{cfg.path}: no 'detect' section (anchors, decode, nms)")
+    feeds, placement = image_input(compiled, image, cfg)
+    outputs = run_outputs(compiled, feeds, backend, **rest)
+    return [detection_json(d, placement) for d in detect_outputs(outputs, cfg.detect)]

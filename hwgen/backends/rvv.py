@@ -22,10 +22,12 @@ from ..compiler import Compiled
 from ..errors import InvalidOptionError, ToolchainError
 from ..ir import Graph
 from ..logs import get_logger
+from ..modelconfig import DetectConfig, config_for
 from ..names import identifier, terminal
 from ..outdir import read_json, reading
 from ..rvv import measure, program
 from ..rvv.codegen import Generated, generate
+from ..rvv.postprocess import encode_detections, python_detections
 from ..sim import qemu
 
 __all__ = ["RvvOptions", "emit", "run_core", "describe", "generate_for", "test_inputs", "VLEN_CHOICES"]
@@ -40,19 +42,22 @@ VLEN_CHOICES = (128, 256, 512, 1024)
 @dataclass(frozen=True)
 class RvvOptions:
     """`vlen`: the simulated vector unit's VLEN when running; `count`: measure instruction counts
-    under QEMU at compile time for rvv/report.json."""
+    under QEMU at compile time for rvv/report.json; `config`: the model's config file, whose
+    `detect` section adds detect.h/detect.c (default: the .json beside the model, if there)."""
 
     vlen: int = 128
     count: bool = True
+    config: Path | None = None
 
     def __post_init__(self):
         if self.vlen not in VLEN_CHOICES:
             raise InvalidOptionError(f"--vlen must be one of {', '.join(map(str, VLEN_CHOICES))}, not {self.vlen}")
 
 
-def generate_for(compiled: Compiled) -> Generated:
+def generate_for(compiled: Compiled, detect: DetectConfig | None = None) -> Generated:
     """The generated library of a compiled model, named after its file."""
-    return generate(compiled.graph, compiled.source.stem, compiled.source.name, test_samples=TEST_SAMPLES)
+    return generate(compiled.graph, compiled.source.stem, compiled.source.name, test_samples=TEST_SAMPLES,
+                    detect=detect)
 
 
 def test_inputs(graph: Graph, samples: int = TEST_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
@@ -72,15 +77,22 @@ def _missing_tools() -> str | None:
 
 def emit(compiled: Compiled, options: RvvOptions) -> dict[str, bytes]:
     """The files of OUT/rvv/, by name."""
-    generated = generate_for(compiled)
+    detect = config_for(compiled.source, options.config).detect
+    generated = generate_for(compiled, detect)
     files = {name: text.encode() for name, text in generated.files.items()}
     inputs = test_inputs(compiled.graph)
-    x_file, y_file = io.BytesIO(), io.BytesIO()
+    x_file, y_file, detections = io.BytesIO(), io.BytesIO(), io.BytesIO()
     for i in range(TEST_SAMPLES):  # one sample at a time: large models' test vectors stay small in memory
         sample = {name: x[i:i + 1] for name, x in inputs.items()}
         x_file.write(program.encode_inputs(generated.inputs, sample)[0])
-        y_file.write(program.encode_inputs(generated.outputs, golden.run_graph(compiled.graph, sample))[0])
+        outputs = golden.run_graph(compiled.graph, sample)
+        y_file.write(program.encode_inputs(generated.outputs, outputs)[0])
+        if detect is not None:
+            core = {name: y[0] for name, y in outputs.items()}
+            detections.write(encode_detections(python_detections(compiled.graph, core, detect), detect))
     files["test_input.bin"], files["test_expected.bin"] = x_file.getvalue(), y_file.getvalue()
+    if detect is not None:
+        files["test_detect_expected.bin"] = detections.getvalue()
 
     counts, reason = [], None
     reason = "skipped (--rvv-no-count)" if not options.count else _missing_tools()

@@ -34,6 +34,9 @@ def register(sub) -> None:
                         "with the names hwgen writes (nothing else is removed)")
     p.add_argument("--target", default=None, metavar="T[,T]",
                    help=f"also generate code for these targets ({', '.join(backends.TARGETS)})")
+    p.add_argument("--config", type=Path, default=None, metavar="CONFIG.json",
+                   help="the model's config file: its detect section adds detect.h/detect.c to the RVV library "
+                        "(default: MODEL's stem + .json, if there)")
     add_fpga_options(p, compiling=True)
     add_rvv_options(p, compiling=True)
     p.set_defaults(func=run)

@@ -73,4 +73,5 @@ def add_rvv_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
 
 
 def rvv_options(args: argparse.Namespace) -> RvvOptions:
-    return RvvOptions(vlen=getattr(args, "rvv_vlen", 128), count=not getattr(args, "rvv_no_count", False))
+    return RvvOptions(vlen=getattr(args, "rvv_vlen", 128), count=not getattr(args, "rvv_no_count", False),
+                      config=getattr(args, "config", None))

@@ -10,6 +10,7 @@ import numpy as np
 from .. import api
 from ..arrays import check_output_path, load_inputs, save_outputs
 from ..compiler import compile_model
+from ..images import is_image
 from .options import (
     HelpFormatter,
     add_fpga_options,
@@ -25,8 +26,11 @@ def register(sub) -> None:
     p = sub.add_parser("run", help="run a model on inputs (golden model or generated code)",
                        formatter_class=HelpFormatter)
     add_model_options(p)
-    p.add_argument("--input", type=Path, required=True, metavar="X.npy",
-                   help="input array (.npy), or arrays named as the model's inputs (.npz)")
+    p.add_argument("--input", type=Path, required=True, metavar="X",
+                   help="input array (.npy), arrays named as the model's inputs (.npz), or an image (.png, .jpg, "
+                        ".bmp, ...: made into the input as the model's config file says)")
+    p.add_argument("--config", type=Path, default=None, metavar="CONFIG.json",
+                   help="the model's config file (image preprocessing; default: MODEL's stem + .json, if there)")
     p.add_argument("--output", type=Path, default=None, metavar="Y.npy",
                    help="where to save the outputs (.npy; an .npz of arrays named as the outputs)")
     p.add_argument("--backend", choices=list(api.BACKENDS), default="golden",
@@ -40,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     compiled = compile_model(args.model, compile_options(args))
     if args.output is not None:
         check_output_path(args.output, list(compiled.graph.model_outputs))
-    feeds = load_inputs(args.input, compiled.graph)
+    if is_image(args.input):
+        feeds, _ = api.image_input(compiled, args.input, args.config)
+    else:
+        feeds = load_inputs(args.input, compiled.graph)
     outputs = api.run_outputs(compiled, feeds, args.backend, fpga=fpga_options(args), rvv=rvv_options(args))
     if args.output is None:
         for name, y in outputs.items():

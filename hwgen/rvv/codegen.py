@@ -11,16 +11,19 @@ import math
 from dataclasses import dataclass
 
 from ..ir import Graph
-from ..names import comment, identifier
+from ..modelconfig import DetectConfig
+from ..names import comment, identifier, unique_identifiers
 from ..render import render
 from ..version import __version__
 from .kernels import Kind, Store, Variant, helpers_for
 from .memory import ALIGN, Location, MemoryPlan, plan_memory, storage_roots
 from .plan import ConvArgs, Layer, copy_layer, plan_layers
-from .types import CType, ctype_of
+from .postprocess import dequantized_outputs, detect_context
+from .types import CType, c_float, ctype_of
 
 __all__ = ["Port", "Generated", "generate", "schedule"]
 PROGRAM = "test_rvv"
+DETECT_PROGRAM = "test_detect"
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Port:
 
     what: str          # input | output
     index: int
-    name: str          # the C parameter: input0, output0, ...
+    name: str          # the C parameter: in_<onnx name>, out_<onnx name>
     macro: str         # HWGEN_<MODEL>_INPUT0
     tensor: str        # the IR tensor
     ctype: CType
@@ -60,22 +63,25 @@ class Generated:
         return ("model.c", "main.c")
 
 
-def _scale_literal(s: float) -> str:
-    return f"{float(s):.9g}f"
-
-
 def _ports(graph: Graph, prefix: str) -> tuple[tuple[Port, ...], tuple[Port, ...]]:
+    """The C parameters: in_<name> and out_<name> after the ONNX tensors (the model output a
+    core output is dequantized to, if that is all the host does with it)."""
     onnx = {p.tensor: p.onnx_name for p in (*graph.input_ports, *graph.output_ports)}
+    dequantized = dequantized_outputs(graph)
     result = []
-    for what, names in (("input", graph.inputs), ("output", graph.outputs)):
+    for what, short, names in (("input", "in", graph.inputs), ("output", "out", graph.outputs)):
+        titles = [dequantized.get(onnx.get(name, name), onnx.get(name, name)) for name in names]
+        params = unique_identifiers([f"{short}_{title}" for title in titles], prefix=short)
         ports = []
         for i, name in enumerate(names):
             t = graph.tensor(name)
             ct = ctype_of(t.dtype, f"graph {what} {name!r}")
             shape = "x".join(map(str, t.shape))
             source = f"ONNX {onnx[name]!r}" if name in onnx else f"tensor {name!r}"
-            ports.append(Port(what, i, f"{what}{i}", f"{prefix}_{what.upper()}{i}", name, ct, t.shape,
-                              t.zero_point, tuple(map(_scale_literal, t.scale)),
+            if onnx.get(name) in dequantized:
+                source += f" (the host dequantizes it to the model output {dequantized[onnx[name]]!r})"
+            ports.append(Port(what, i, params[i], f"{prefix}_{what.upper()}{i}", name, ct, t.shape,
+                              t.zero_point, tuple(map(c_float, t.scale)),
                               comment(f"{source}, {t.dtype} {shape}")))
         result.append(tuple(ports))
     return result[0], result[1]
@@ -88,10 +94,10 @@ def _nbytes(graph: Graph):
     return nbytes
 
 
-def _pointer(loc: Location, ct: CType) -> str:
+def _pointer(loc: Location, ct: CType, params: dict[tuple[str, int], str]) -> str:
     if loc.kind == "scratch":
         return f"({ct.name} *)(arena + {loc.index})"
-    return f"{loc.kind}{loc.index}"
+    return params[loc.kind, loc.index]
 
 
 def _param_names(layer: Layer) -> list[str]:
@@ -113,7 +119,7 @@ def _describe(layer: Layer, graph: Graph) -> str:
     return comment(f"layer {layer.index}: {layer.op} {layer.node!r}: {ins} -> {out} ({how})")
 
 
-def _layer_context(layer: Layer, graph: Graph, memory: MemoryPlan) -> dict:
+def _layer_context(layer: Layer, graph: Graph, memory: MemoryPlan, params_of: dict[tuple[str, int], str]) -> dict:
     in_types = [ctype_of(graph.tensor(t).dtype, f"tensor {t!r}") for t in layer.inputs]
     output = layer.output if layer.output is not None else graph.outputs[layer.args.port]
     out_type = ctype_of(graph.tensor(output).dtype, f"tensor {output!r}")
@@ -124,13 +130,30 @@ def _layer_context(layer: Layer, graph: Graph, memory: MemoryPlan) -> dict:
     line = layer.index in memory.workspaces
     if line:
         params.append(f"{in_types[0].name} *restrict line")
-    call_args = [_pointer(memory.location(t), ct) for t, ct in zip(layer.inputs, in_types)]
-    call_args.append(_pointer(out_location, out_type))
+    call_args = [_pointer(memory.location(t), ct, params_of) for t, ct in zip(layer.inputs, in_types)]
+    call_args.append(_pointer(out_location, out_type, params_of))
     if line:
-        call_args.append(_pointer(Location("scratch", memory.workspaces[layer.index]), in_types[0]))
+        call_args.append(_pointer(Location("scratch", memory.workspaces[layer.index]), in_types[0], params_of))
     return dict(kind=layer.kind, function=layer.function, params=params, arrays=layer.arrays, line=line,
                 variant=layer.variant, args=layer.args, comment=_describe(layer, graph),
                 call=f"{layer.function}({', '.join(call_args)})")
+
+
+def _host_tail(graph: Graph, detect: DetectConfig | None) -> list[str]:
+    """model.h's account of what runs after the integer core, one comment line each."""
+    if graph.tail is None:
+        return ["Nothing runs after it on the host: its outputs are the model's outputs."]
+    made = ", ".join(map(repr, graph.tail.outputs))
+    if set(graph.tail.ops) == {"DequantizeLinear"}:
+        lines = [f"After it, the host only dequantizes outputs to the model's float outputs {made}:",
+                 "real = scale * (q - zero point), with the constants below."]
+    else:
+        lines = [f"After it, the host runs the model's float tail {' -> '.join(graph.tail.ops)}, making {made};",
+                 "this library does not implement that tail (hwgen run does, in onnxruntime)."]
+    if detect is not None:
+        lines.append(f"detect.h implements the SSD post-processing of {detect.decode.boxes!r} and "
+                     f"{detect.decode.scores!r}, dequantization included.")
+    return [comment(line) for line in lines]
 
 
 def schedule(graph: Graph) -> tuple[list[Layer], MemoryPlan]:
@@ -145,19 +168,22 @@ def schedule(graph: Graph) -> tuple[list[Layer], MemoryPlan]:
     return layers, memory
 
 
-def generate(graph: Graph, model: str, source: str, *, test_samples: int = 0) -> Generated:
-    """All generated files of a model. `model` becomes part of C identifiers (sanitized here)."""
+def generate(graph: Graph, model: str, source: str, *, test_samples: int = 0,
+             detect: DetectConfig | None = None) -> Generated:
+    """All generated files of a model (with detect.h/.c when `detect` is given). `model` becomes
+    part of C identifiers (sanitized here)."""
     model = identifier(model, prefix="model")
     prefix = f"HWGEN_{model.upper()}"
     run = f"hwgen_{model}_run"
     layers, memory = schedule(graph)
     inputs, outputs = _ports(graph, prefix)
-    contexts = [_layer_context(layer, graph, memory) for layer in layers]
+    params_of = {(p.what, p.index): p.name for p in (*inputs, *outputs)}
+    contexts = [_layer_context(layer, graph, memory, params_of) for layer in layers]
     variants: list[Variant] = sorted({layer.variant for layer in layers})
     loads, stores = helpers_for(variants)
     channels = [layer.args.window.out_c for layer in layers if isinstance(layer.args, ConvArgs)]
     read = {t for layer in layers for t in layer.inputs}
-    used = {f"input{i}" for i, name in enumerate(graph.inputs)
+    used = {inputs[i].name for i in range(len(graph.inputs))
             if any(memory.location(t) == Location("input", i) for t in read)}
     banner = comment(f"generated by hwgen {__version__} from {source}; do not edit.")
     context = dict(
@@ -172,6 +198,13 @@ def generate(graph: Graph, model: str, source: str, *, test_samples: int = 0) ->
         roundings=sorted({v.rounding for v in variants} - {Store.RAW}),
         max_channels=max(channels, default=1), program=PROGRAM, test_samples=test_samples,
     )
-    files = {name: render("rvv", f"{name}.j2", context)
-             for name in ("model.h", "model.c", "kernels.h", "main.c", "Makefile")}
+    names = ["model.h", "model.c", "kernels.h", "main.c", "Makefile"]
+    if detect is not None:
+        context.update(detect_context(graph, outputs, detect, prefix, model))
+        context.update(detection_type=f"hwgen_{model}_detection", work_type=f"hwgen_{model}_detect_work",
+                       detect_program=DETECT_PROGRAM, sigmoid=detect.decode.sigmoid_score,
+                       clipped=detect.decode.score_clipping_thresh > 0)
+        names += ["detect.h", "detect.c", "detect_main.c"]
+    context.update(has_detect=detect is not None, host_tail=_host_tail(graph, detect))
+    files = {name: render("rvv", f"{name}.j2", context) for name in names}
     return Generated(model, run, files, tuple(layers), memory, inputs, outputs)

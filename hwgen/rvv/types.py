@@ -13,7 +13,7 @@ from fractions import Fraction
 from ..errors import UnsupportedModelError
 from ..fixed import IntType
 
-__all__ = ["CType", "ctype_of", "vsuffix", "vtype"]
+__all__ = ["CType", "ctype_of", "vsuffix", "vtype", "c_float"]
 
 
 @dataclass(frozen=True, slots=True, order=True, repr=False)
@@ -58,3 +58,11 @@ def vsuffix(sew: int, signed: bool, lmul: Fraction | int) -> str:
 def vtype(sew: int, signed: bool, lmul: Fraction | int) -> str:
     """C type of a vector: vtype(16, True, 4) == 'vint16m4_t'."""
     return f"v{'int' if signed else 'uint'}{vsuffix(sew, signed, lmul)[1:]}_t"
+
+
+def c_float(value: float) -> str:
+    """A C float literal of a float32 value (nine significant digits round-trip a float32)."""
+    text = f"{float(value):.9g}"
+    if not any(c in text for c in ".en"):  # "1" would be an int and "1f" no literal at all
+        text += ".0"
+    return f"{text}f"

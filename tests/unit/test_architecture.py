@@ -61,9 +61,10 @@ def test_planning_imports_no_hardware_tools():
 #: Lowest first. A module may import modules of its own layer and of layers below it, never above:
 #: cli -> backends -> compiler -> frontend / passes / golden -> ir -> fixed.
 LAYERS = (
-    ("hwgen.version", "hwgen.fixed", "hwgen.errors", "hwgen.names", "hwgen.budget", "hwgen.logs"),
+    ("hwgen.version", "hwgen.fixed", "hwgen.errors", "hwgen.names", "hwgen.budget", "hwgen.logs", "hwgen.modelconfig"),
     ("hwgen.ir", "hwgen.devices", "hwgen.outdir", "hwgen.render"),
-    ("hwgen.frontend", "hwgen.passes", "hwgen.golden", "hwgen.report", "hwgen.irjson", "hwgen.arrays"),
+    ("hwgen.frontend", "hwgen.passes", "hwgen.golden", "hwgen.report", "hwgen.irjson", "hwgen.arrays",
+     "hwgen.images", "hwgen.detect", "hwgen.drawing"),
     ("hwgen.compiler", "hwgen.reference"),
     ("hwgen.fpga", "hwgen.rvv", "hwgen.sim"),
     ("hwgen.hdl", "hwgen.synth"),

@@ -36,7 +36,9 @@ def test_compile_writes_the_library(tmp_path, capsys):
     rvv = tmp_path / "out" / "rvv"
     assert sorted(p.name for p in rvv.iterdir()) == FILES
     header = (rvv / "model.h").read_text()
-    assert "int hwgen_tinycnn_fp32_qdq_u8s8_pt_run(const uint8_t *input0, uint8_t *output0, void *scratch);" in header
+    # parameters named after the ONNX input and output
+    assert ("int hwgen_tinycnn_fp32_qdq_u8s8_pt_run(const uint8_t *in_input, uint8_t *out_logits, void *scratch);"
+            in header)
     # activations 1024 + 2048 bytes, and conv2's line buffer: 3 padded rows of 10 pixels x 16 channels
     assert "#define HWGEN_TINYCNN_FP32_QDQ_U8S8_PT_SCRATCH_BYTES 3552" in header
     assert "#define HWGEN_TINYCNN_FP32_QDQ_U8S8_PT_OUTPUT0_ZERO_POINT 163" in header
