@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from hwgen import golden
 from hwgen.fixed import IntType, Rounding
+from hwgen.fpga.outputs import output_mux
 from hwgen.fpga.plan import WINDOW_SLACK_ROWS, Plan, make_plan, perf_counters
 from hwgen.hdl.accelerator import Accelerator
 from hwgen.ir import (
@@ -335,7 +336,7 @@ def simulate(graph: Graph, plan: Plan, x: np.ndarray, *, stall_prob: float = 0.0
     dut = Accelerator(graph, plan)
     xt, yt = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
     words = _word_ints(pack_words(x, xt.dtype, plan.input_lanes))
-    n_out = x.shape[0] * yt.size // plan.output_lanes
+    n_out = x.shape[0] * yt.size // plan.output_lanes[0]
     out: list[int] = []
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -365,14 +366,14 @@ def simulate(graph: Graph, plan: Plan, x: np.ndarray, *, stall_prob: float = 0.0
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     sim.run()
-    width = (plan.output_lanes * yt.dtype.bits + 31) // 32
+    width = (plan.output_lanes[0] * yt.dtype.bits + 31) // 32
     limbs = np.array([[(w >> (32 * k)) & 0xFFFF_FFFF for k in range(width)] for w in out], dtype=np.uint32)
-    return unpack_words(limbs, yt.dtype, plan.output_lanes, yt.shape)
+    return unpack_words(limbs, yt.dtype, plan.output_lanes[0], yt.shape)
 
 
 def rtl_accelerator(graph: Graph, plan: Plan, cache_dir: Path | None = None) -> RtlAccelerator:
-    xt, yt = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    xt = graph.tensor(graph.inputs[0])
     return RtlAccelerator.build(
         to_verilog(graph, plan), plan.top, cache_dir=cache_dir, in_type=xt.dtype, in_lanes=plan.input_lanes,
-        in_shape=xt.shape, out_type=yt.dtype, out_lanes=plan.output_lanes, out_shape=yt.shape,
+        in_shape=xt.shape, outputs=output_mux(graph, plan.output_lanes),
         counter_names=[f"{c.kind}:{c.name}" for c in perf_counters(plan)], expected_interval=plan.interval)

@@ -30,6 +30,7 @@ from ..devices import DEVICES
 from ..errors import InvalidOptionError, ToolchainError
 from ..fpga.fit import Fit, fit_budget, fit_device, resources_text
 from ..fpga.manifest import load_plan, manifest
+from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
 from ..ir import Graph
@@ -105,22 +106,25 @@ def progress(prefix: str):
 
 def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace: bool = False, progress=None,
                       cache_dir: Path | None = None):
+    """The Verilated accelerator of a hardware graph (`hardware_graph`) and its plan."""
     from ..sim.rtl import RtlAccelerator
 
-    x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    x = graph.tensor(graph.inputs[0])
     return RtlAccelerator.build(
         verilog, plan.top, trace=trace, progress=progress, cache_dir=cache_dir, in_type=x.dtype,
-        in_lanes=plan.input_lanes,
-        in_shape=x.shape, out_type=y.dtype, out_lanes=plan.output_lanes, out_shape=y.shape,
+        in_lanes=plan.input_lanes, in_shape=x.shape, outputs=output_mux(graph, plan.output_lanes),
         counter_names=[f"{c.kind}:{c.name}" for c in perf_counters(plan)], expected_interval=plan.interval)
 
 
 @dataclass
 class Output:
-    """A compiled OUT directory, loaded: its IR, plan, report and (built on demand) accelerator."""
+    """A compiled OUT directory, loaded: its IR (`model`; `graph`, what the accelerator builds of it),
+    plan, report and (built on demand) accelerator."""
 
     root: Path
+    model: Graph
     graph: Graph
+    concats: tuple[HostConcat, ...]
     plan: Plan
     manifest: dict
     trace: bool = False
@@ -151,7 +155,9 @@ def load_output(root: str | Path, *, trace: bool = False, progress=None) -> Outp
     data = read_json(manifest_file)
     with reading(manifest_file):
         plan = load_plan(data)
-    return Output(root, irjson.load(root / "ir.json"), plan, data, trace, progress)
+    model = irjson.load(root / "ir.json")
+    graph, concats = hardware_graph(model)
+    return Output(root, model, graph, concats, plan, data, trace, progress)
 
 
 def require_verilator() -> None:
@@ -197,7 +203,7 @@ def _class_name(top: str) -> str:
 
 def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     """The files of OUT/fpga/, by name."""
-    graph = compiled.graph
+    graph, concats = hardware_graph(compiled.graph)
     fit = _fit(graph, options)
     plan = plan_for(graph, options, fit)
     if fit is not None:
@@ -205,7 +211,7 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     verilog = to_verilog(graph, plan)
     verilog_file = f"{plan.top}.v"
     files: dict[str, str] = {verilog_file: verilog}
-    data = manifest(graph, plan, perf_counters(plan), verilog_file, importlib.metadata.version("amaranth"))
+    data = manifest(graph, plan, perf_counters(plan), verilog_file, importlib.metadata.version("amaranth"), concats)
     data["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
     if fit is not None:
         data["device"] = fit.device.name
@@ -217,12 +223,18 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
         require_verilator()
         report = _measure(graph, build_accelerator(graph, plan, verilog, progress=progress("fpga")), report)
     files.update(report_files(report))
-    x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+    x = graph.tensor(graph.inputs[0])
+    mux = output_mux(graph, plan.output_lanes)
+    if len(mux.streams) == 1:
+        y = mux.streams[0]
+        out_desc = f"{y.dtype}{list(y.shape)}, {y.lanes} per word"
+    else:
+        out_desc = (f"{len(mux.streams)} outputs, words tagged with the output's index (manifest.json: "
+                    f"ports.o.outputs)")
     context = dict(
         version=importlib.metadata.version("hwgen"), model_name=graph.name, top=plan.top,
         class_name=_class_name(plan.top), verilog_file=verilog_file, fpga_dir="OUT/fpga",
-        in_desc=f"{x.dtype}{list(x.shape)}, {plan.input_lanes} per word",
-        out_desc=f"{y.dtype}{list(y.shape)}, {plan.output_lanes} per word",
+        in_desc=f"{x.dtype}{list(x.shape)}, {plan.input_lanes} per word", out_desc=out_desc,
         seeds=[0, 1], batch=3)
     files["accelerator.py"] = render("fpga", "accelerator.py.j2", context)
     files["test_accelerator.py"] = render("fpga", "test_accelerator.py.j2", context)
@@ -232,14 +244,14 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
 def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], options: FpgaOptions) -> dict[str, np.ndarray]:
     """The integer core on the Verilated accelerator."""
     require_verilator()
-    graph = compiled.graph
+    graph, concats = hardware_graph(compiled.graph)
     plan = plan_for(graph, options)
     show = progress("rtl")
     accelerator = build_accelerator(graph, plan, to_verilog(graph, plan), progress=show)
     x = inputs[graph.inputs[0]]
     run = accelerator.run(x, progress=show)
     show(cycles_line(run, len(x), plan))
-    return {graph.outputs[0]: run.outputs}
+    return assemble(run.outputs, concats, compiled.graph)
 
 
 def describe(out_dir: str | Path) -> str | None:

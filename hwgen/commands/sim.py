@@ -12,6 +12,7 @@ from .. import golden
 from ..arrays import load_inputs
 from ..backends.fpga import cycles_line, load_output, measure, progress, report_files, require_verilator
 from ..errors import InvalidOptionError
+from ..fpga.outputs import assemble
 from ..fpga.report import report_from_json
 from ..outdir import read_json, reading, update_files
 from .options import HelpFormatter
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     require_verilator()
     show = progress("sim")
     out = load_output(args.out, trace=args.trace is not None, progress=show)
-    graph = out.graph
+    graph = out.model
     feeds = load_inputs(args.input, graph)
     captured = {}
 
@@ -43,24 +44,25 @@ def run(args: argparse.Namespace) -> int:
         run = out.accelerator.run(inputs[graph.inputs[0]], stall_prob=args.stall, trace_path=args.trace,
                                   progress=show)
         captured["run"], captured["inputs"] = run, inputs
-        return {graph.outputs[0]: run.outputs}
+        return assemble(run.outputs, out.concats, graph)
 
     rtl = golden.run_model(graph, feeds, core=core)
     run, inputs = captured["run"], captured["inputs"]
-    expected = golden.run_graph(graph, inputs)[graph.outputs[0]]
+    expected = golden.run_graph(out.graph, inputs)
     samples = len(inputs[graph.inputs[0]])
     show(cycles_line(run, samples, out.plan))
     for name, y in rtl.items():
         print(f"{name}: {np.array2string(y, threshold=64)}")
-    if not np.array_equal(run.outputs, expected):
-        bad = int(np.count_nonzero(run.outputs != expected))
-        print(f"hwgen: sim: MISMATCH: {bad} of {expected.size} outputs differ from the golden model", file=sys.stderr)
+    bad = sum(int(np.count_nonzero(run.outputs[name] != y)) for name, y in expected.items())
+    if bad:
+        total = sum(y.size for y in expected.values())
+        print(f"hwgen: sim: MISMATCH: {bad} of {total} outputs differ from the golden model", file=sys.stderr)
         return 1
     print(f"hwgen: sim: {samples} inference(s) equal to the golden model, bit for bit", file=sys.stderr)
     if args.stall == 0.0 and args.trace is None:
         with reading(out.fpga / "report.json"):
             report = report_from_json(read_json(out.fpga / "report.json"))
-        measured, counters, _ = measure(graph, out.accelerator, inputs[graph.inputs[0]])
+        measured, counters, _ = measure(out.graph, out.accelerator, inputs[graph.inputs[0]])
         update_files(out.root, {f"fpga/{name}": text.encode()
                                 for name, text in report_files(report.with_measurement(measured, counters)).items()})
     return 0

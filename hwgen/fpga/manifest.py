@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..ir import Graph
+from .outputs import HostConcat, output_mux
 from .plan import Plan, plan_from_json, plan_to_json
 
 __all__ = ["MANIFEST_FORMAT", "StreamPort", "manifest", "stream_port", "load_plan"]
@@ -36,12 +37,14 @@ def stream_port(graph: Graph, tensor: str, lanes: int) -> StreamPort:
     return StreamPort(t.name, t.shape, repr(t.dtype), t.zero_point, lanes)
 
 
-def _port_json(port: StreamPort, direction: str) -> dict:
+def _port_json(port: StreamPort, direction: str, signals: bool = True) -> dict:
     bits = int(port.dtype[1:])
+    head = {"direction": direction}
+    if signals:
+        head["signals"] = {f"{direction[0]}__payload": port.lanes * bits, f"{direction[0]}__valid": 1,
+                           f"{direction[0]}__ready": 1}
     return {
-        "direction": direction,
-        "signals": {f"{direction[0]}__payload": port.lanes * bits, f"{direction[0]}__valid": 1,
-                    f"{direction[0]}__ready": 1},
+        **head,
         "tensor": port.tensor,
         "shape": list(port.shape),
         "dtype": port.dtype,
@@ -58,9 +61,32 @@ def _port_json(port: StreamPort, direction: str) -> dict:
     }
 
 
-def manifest(graph: Graph, plan: Plan, counters: list, verilog_file: str, amaranth_version: str) -> dict:
+def _outputs_json(graph: Graph, plan: Plan, concats: tuple[HostConcat, ...]) -> dict:
+    """Port `o` of an accelerator with several outputs: the tagged words and each output's layout."""
+    mux = output_mux(graph, plan.output_lanes)
+    return {
+        "direction": "output",
+        "signals": {"o__payload": mux.width, "o__valid": 1, "o__ready": 1},
+        "layout": (f"several outputs on one stream: payload bits [0, {mux.data_bits}) hold a word of the output "
+                   f"whose index is in bits [{mux.data_bits}, {mux.width}) (the word in its own layout, zero above "
+                   "it); each output's words arrive in order, interleaved with the others'"),
+        "data_bits": mux.data_bits,
+        "tag_bits": mux.tag_bits,
+        "outputs": [{"index": k, **_port_json(stream_port(graph, s.tensor, s.lanes), "output", signals=False)}
+                    for k, s in enumerate(mux.streams)],
+        "host_concatenates": [c.to_json() for c in concats],
+    }
+
+
+def manifest(graph: Graph, plan: Plan, counters: list, verilog_file: str, amaranth_version: str,
+             concats: tuple[HostConcat, ...] = ()) -> dict:
+    """`graph`: the hardware graph (`outputs.hardware_graph`); `concats`: the graph outputs the
+    host concatenates from its outputs."""
     i = stream_port(graph, graph.inputs[0], plan.input_lanes)
-    o = stream_port(graph, graph.outputs[0], plan.output_lanes)
+    if len(graph.outputs) == 1:
+        o = _port_json(stream_port(graph, graph.outputs[0], plan.output_lanes[0]), "output")
+    else:
+        o = _outputs_json(graph, plan, concats)
     return {
         "format": MANIFEST_FORMAT,
         "model": graph.name,
@@ -70,7 +96,7 @@ def manifest(graph: Graph, plan: Plan, counters: list, verilog_file: str, amaran
         "clock": "clk, rising edge; rst asynchronous, active high (hold it for a cycle, release it with clk)",
         "ports": {
             "i": _port_json(i, "input"),
-            "o": _port_json(o, "output"),
+            "o": o,
             "perf": {"direction": "output", "bits": 32 * max(1, len(counters)),
                      "counters": [{"index": k, "kind": c.kind, "name": c.name} for k, c in enumerate(counters)],
                      "layout": "counter k at bits [32k, 32k+32): busy cycles since reset"},

@@ -28,7 +28,8 @@ __all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "Link", "make_plan",
            "plan_from_json", "tensor_links", "PLAN_FORMAT", "WINDOW_SLACK_ROWS", "PerfCounter", "perf_counters",
            "engine_programs"]
 
-PLAN_FORMAT = "hwgen-fpga-plan/2"
+PLAN_FORMAT = "hwgen-fpga-plan/3"
+OLDER_PLAN_FORMATS = ("hwgen-fpga-plan/2",)  # one output: output_lanes a number
 
 #: Every unit but the engines gets lanes enough to need at most this fraction of the engines'
 #: interval, so the engines stay the bottleneck.
@@ -76,7 +77,7 @@ class Plan:
     top: str                   # Verilog module / Amaranth class name stem
     budget: int | None         # the multiplier budget balanced for
     input_lanes: int
-    output_lanes: int
+    output_lanes: tuple[int, ...]   # per graph output (several share the output stream: `outputs`)
     engines: tuple[EngineSpec, ...]
     layers: tuple[LayerSpec, ...]
     branches: tuple[BranchSpec, ...]
@@ -120,13 +121,16 @@ class Plan:
 
 
 def check_supported(graph: Graph) -> None:
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise UnsupportedModelError(f"the FPGA accelerator streams one input and one output; the integer core "
-                                    f"has {len(graph.inputs)} inputs and {len(graph.outputs)} outputs")
+    """`graph` as the accelerator builds it (`outputs.hardware_graph`)."""
+    if len(graph.inputs) != 1:
+        raise UnsupportedModelError(f"the FPGA accelerator streams one input; the integer core has "
+                                    f"{len(graph.inputs)} inputs")
     if not graph.nodes:
         raise UnsupportedModelError("the integer core has no operations to build hardware for")
-    if graph.outputs[0] in graph.inputs:
-        raise UnsupportedModelError("the graph output is its input: nothing to compute")
+    if any(name in graph.inputs for name in graph.outputs):
+        raise UnsupportedModelError("a graph output is its input: nothing to compute")
+    if len(set(graph.outputs)) != len(graph.outputs):
+        raise UnsupportedModelError("a tensor is two of the graph's outputs; the FPGA accelerator streams it once")
     for node in graph.nodes:
         reason = unit(node).refusal(node, graph)
         if reason is not None:
@@ -209,7 +213,7 @@ def make_plan(graph: Graph, *, budget: int | None = None, folds: Sequence[str] =
     consumers_of = {spec.node: spec for spec in specs}
     first = consumers_of[graph.consumers(graph.inputs[0])[0].name]
     input_lanes = first.in_lanes[graph.consumers(graph.inputs[0])[0].inputs.index(graph.inputs[0])]
-    output_lanes = produced[graph.outputs[0]]
+    output_lanes = tuple(produced[name] for name in graph.outputs)
     return Plan(graph.name, identifier(f"hwgen_{graph.name}", "hwgen"), budget, input_lanes, output_lanes,
                 tuple(engines), tuple(specs), _branches(graph, {s.node: s for s in specs}, input_lanes))
 
@@ -245,8 +249,8 @@ class Link:
     tensor: str                                        # the produced tensor (a reshape's root)
     tag: str                                           # its identifier, for unit names
     lanes: int
-    readers: tuple[tuple[str, int, int, int | None], ...]  # (consumer node or "" for the output, its input
-                                                           # index, lanes it reads, FIFO depth)
+    readers: tuple[tuple[str, int, int, int | None], ...]  # (consumer node, or "" for output k, its input
+                                                           # index or k, lanes it reads, FIFO depth)
 
 
 def tensor_links(graph: Graph, plan: Plan) -> list[Link]:
@@ -265,8 +269,8 @@ def tensor_links(graph: Graph, plan: Plan) -> list[Link]:
         spec = plan.layer(node.name)
         for k, inp in enumerate(node.inputs):
             readers.setdefault(root_of.get(inp, inp), []).append((inp, node.name, k, spec.in_lanes[k]))
-    out = graph.outputs[0]
-    readers.setdefault(root_of.get(out, out), []).append((out, "", 0, plan.output_lanes))
+    for k, out in enumerate(graph.outputs):
+        readers.setdefault(root_of.get(out, out), []).append((out, "", k, plan.output_lanes[k]))
     depth_of = {(b.tensor, b.consumer): b.words for b in plan.branches}
     links = []
     for root, rs in readers.items():
@@ -284,8 +288,10 @@ def plan_to_json(plan: Plan) -> dict:
 
 
 def plan_from_json(d: Mapping) -> Plan:
-    if d.get("format") != PLAN_FORMAT:
+    if d.get("format") not in (PLAN_FORMAT, *OLDER_PLAN_FORMATS):
         raise ValueError(f"not a {PLAN_FORMAT} plan")
+    output_lanes = d["output_lanes"]
+    output_lanes = (output_lanes,) if isinstance(output_lanes, int) else tuple(output_lanes)
 
     def fold(f):
         return Fold(f["pe"], f["simd"]) if f is not None else None
@@ -296,7 +302,7 @@ def plan_from_json(d: Mapping) -> Plan:
                              s["engine"], fold(s["fold"]), s["busy"], s["window_busy"]) for s in d["layers"])
     branches = tuple(BranchSpec(b["tensor"], b["consumer"], b["words"]) for b in d["branches"])
     placements = tuple((name, MemoryKind(kind)) for name, kind in d["placements"])
-    return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], d["output_lanes"], engines, layers, branches,
+    return Plan(d["model"], d["top"], d["budget"], d["input_lanes"], output_lanes, engines, layers, branches,
                 placements, d["window_slack"])
 
 

@@ -1,7 +1,8 @@
 """The whole accelerator: one unit per IR node, wired by streams, as an Amaranth component.
 
 Ports: `i` streams the input tensor and `o` the output tensor (raster order, channels last,
-`plan.input_lanes` / `plan.output_lanes` elements per word; see `word_layout`). `perf` holds one
+`plan.input_lanes` / `plan.output_lanes` elements per word; see `word_layout`), or, with several
+outputs, their words tagged with the output's index (`hwgen.fpga.outputs`). `perf` holds one
 32-bit busy-cycle counter per entry of `perf_counters(plan)`, counting since reset.
 
 Wiring rules: a lane converter goes wherever a producer's lanes differ from its consumer's, and a
@@ -11,16 +12,17 @@ fork with one FIFO per branch wherever a tensor has several readers (see `plan.B
 from __future__ import annotations
 
 from amaranth import ClockDomain, ClockSignal, Module, ResetSignal, Signal, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..fpga.hardware import COUNTER_BITS, JOIN_QUEUE_DEPTH
+from ..fpga.outputs import output_mux
 from ..fpga.plan import Plan, engine_programs, perf_counters, tensor_links
 from ..fpga.units import unit
 from ..ir import Graph
 from ..names import identifier
 from .engine import MacEngine
-from .streams import Fork, LaneConverter, StreamFifo, word_layout, word_stream
+from .streams import Fork, LaneConverter, OutputMux, StreamFifo, word_layout, word_stream
 from .units import BUILDERS
 from .window import WindowGenerator
 
@@ -31,10 +33,16 @@ class Accelerator(wiring.Component):
     def __init__(self, graph: Graph, plan: Plan):
         self.graph, self.plan = graph, plan
         self.counters = perf_counters(plan)
-        x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
+        self.mux = output_mux(graph, plan.output_lanes)
+        x = graph.tensor(graph.inputs[0])
+        if len(self.mux.streams) == 1:
+            y = self.mux.streams[0]
+            o = word_stream(y.dtype, y.lanes)
+        else:
+            o = stream.Signature(unsigned(self.mux.width))
         super().__init__({
             "i": In(word_stream(x.dtype, plan.input_lanes)),
-            "o": Out(word_stream(y.dtype, plan.output_lanes)),
+            "o": Out(o),
             "perf": Out(unsigned(COUNTER_BITS * max(1, len(self.counters)))),
         })
 
@@ -101,7 +109,14 @@ class Accelerator(wiring.Component):
 
     def _connect_tensors(self, m: Module, sources: dict, sinks: dict) -> None:
         graph, plan = self.graph, self.plan
-        sinks = {**sinks, ("", 0): (wiring.flipped(self.o), plan.output_lanes)}
+        outputs = self.mux.streams
+        if len(outputs) == 1:
+            sinks = {**sinks, ("", 0): (wiring.flipped(self.o), outputs[0].lanes)}
+        else:
+            mux = OutputMux([word_layout(s.dtype, s.lanes) for s in outputs], self.mux.data_bits, self.mux.tag_bits)
+            m.submodules.outputs = mux
+            wiring.connect(m, mux.o, wiring.flipped(self.o))
+            sinks = {**sinks, **{("", k): (i, s.lanes) for k, (i, s) in enumerate(zip(mux.inputs(), outputs))}}
         for link in tensor_links(graph, plan):
             stream, lanes = self._resolve(sources, link.tensor)
             assert lanes == link.lanes

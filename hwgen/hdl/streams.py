@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Cat, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -16,7 +16,7 @@ from ..fixed import IntType
 from ..fpga.hardware import MemoryKind, queue_storage
 
 __all__ = ["element_shape", "word_layout", "word_stream", "StreamFifo", "LaneConverter", "Fork", "OutputQueue",
-           "memory_attrs"]
+           "OutputMux", "memory_attrs"]
 
 
 def element_shape(itype: IntType) -> Shape:
@@ -194,6 +194,52 @@ class Fork(wiring.Component):
             m.d.sync += taken.eq(0)
         with m.Else():
             m.d.sync += [taken[k].eq(done[k] & self.i.valid) for k in range(self.n)]
+        return m
+
+
+class OutputMux(wiring.Component):
+    """Several streams onto one: each word tagged with the index of its stream (`hwgen.fpga.outputs`).
+
+    Round robin among the inputs with a word; once `o.valid` is up, the choice holds until the
+    transfer (the payload may not change under a waiting consumer).
+    """
+
+    def __init__(self, layouts: list[data.ArrayLayout], data_bits: int, tag_bits: int):
+        self.layouts, self.data_bits, self.tag_bits = layouts, data_bits, tag_bits
+        members = {f"i{k}": In(stream.Signature(layout)) for k, layout in enumerate(layouts)}
+        members["o"] = Out(stream.Signature(unsigned(data_bits + tag_bits)))
+        super().__init__(members)
+
+    def inputs(self) -> list:
+        return [getattr(self, f"i{k}") for k in range(len(self.layouts))]
+
+    def elaborate(self, platform):
+        m = Module()
+        ins, n = self.inputs(), len(self.layouts)
+        last = Signal(range(n), init=n - 1)   # the input granted last
+        held = Signal(range(n))
+        holding = Signal()
+        pick = Signal(range(n))
+        with m.Switch(last):   # the first input with a word after `last`, cyclically
+            for previous in range(n):
+                with m.Case(previous):
+                    order = [(previous + j) % n for j in range(1, n + 1)]
+                    m.d.comb += pick.eq(order[-1])
+                    for k in reversed(order[:-1]):
+                        with m.If(ins[k].valid):
+                            m.d.comb += pick.eq(k)
+        choice = Mux(holding, held, pick)
+        for k, i in enumerate(ins):
+            padding = Const(0, self.data_bits - self.layouts[k].size)
+            with m.If(choice == k):
+                m.d.comb += [self.o.valid.eq(i.valid), i.ready.eq(self.o.ready),
+                             self.o.payload.eq(Cat(i.payload.as_value(), padding, Const(k, self.tag_bits)))]
+        with m.If(self.o.valid & ~self.o.ready):
+            m.d.sync += [holding.eq(1), held.eq(choice)]
+        with m.Else():
+            m.d.sync += holding.eq(0)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += last.eq(choice)
         return m
 
 

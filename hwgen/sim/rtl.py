@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fixed import IntType
+from ..fpga.outputs import OutputMux
 from .verilator import StreamModel, build
 
 __all__ = ["pack_words", "unpack_words", "RtlRun", "RtlAccelerator", "PROGRESS_CYCLES"]
@@ -69,7 +70,7 @@ def unpack_words(limbs: np.ndarray, itype: IntType, lanes: int, shape: tuple[int
 class RtlRun:
     """Outputs of a batch and what it cost."""
 
-    outputs: np.ndarray          # (B, *output shape) int64
+    outputs: dict[str, np.ndarray]   # output tensor -> (B, *its shape) int64
     cycles: int                  # simulated cycles (all chunks)
     latency: int                 # cycles from the first input word to the last output word of sample 0 (in
                                  # a batch, later samples share the engines with it: run one alone for the
@@ -77,6 +78,13 @@ class RtlRun:
     interval: float | None       # steady state: mean cycles between consecutive samples' last output words
     counters: dict[str, int] = field(default_factory=dict)  # perf counter name -> busy cycles (whole run)
     seconds: float = 0.0         # wall time of the simulation
+
+    @property
+    def output(self) -> np.ndarray:
+        """The output of a one-output accelerator."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"the accelerator has {len(self.outputs)} outputs: {', '.join(self.outputs)}")
+        return next(iter(self.outputs.values()))
 
     @property
     def cycles_per_second(self) -> float:
@@ -93,18 +101,30 @@ def _interval(ends: np.ndarray) -> float | None:
     return float(steady[-1] - steady[0]) / (len(steady) - 1)
 
 
+def _tags(limbs: np.ndarray, mux: OutputMux) -> np.ndarray:
+    """The output index of each word of a multiplexed output stream."""
+    if mux.tag_bits == 0:
+        return np.zeros(len(limbs), dtype=np.int64)
+    limb, shift = divmod(mux.data_bits, 32)
+    wide = limbs.astype(np.uint64)
+    value = wide[:, limb] >> np.uint64(shift)
+    if shift + mux.tag_bits > 32:
+        value |= wide[:, limb + 1] << np.uint64(32 - shift)
+    return (value & np.uint64((1 << mux.tag_bits) - 1)).astype(np.int64)
+
+
 class RtlAccelerator:
     """A Verilated accelerator with its stream formats.
 
-    `counter_names` name the 32-bit fields of the `perf` port, least significant first.
+    `outputs` says how the output tensors share the `o` stream; `counter_names` name the 32-bit
+    fields of the `perf` port, least significant first.
     """
 
     def __init__(self, model: StreamModel, in_type: IntType, in_lanes: int, in_shape: tuple[int, ...],
-                 out_type: IntType, out_lanes: int, out_shape: tuple[int, ...], counter_names: list[str],
-                 expected_interval: int = 0):
+                 outputs: OutputMux, counter_names: list[str], expected_interval: int = 0):
         self.model = model
         self.in_type, self.in_lanes, self.in_shape = in_type, in_lanes, tuple(in_shape)
-        self.out_type, self.out_lanes, self.out_shape = out_type, out_lanes, tuple(out_shape)
+        self.mux = outputs
         self.counter_names = list(counter_names)
         self.expected_interval = expected_interval
 
@@ -121,7 +141,7 @@ class RtlAccelerator:
             raise ValueError(f"expected samples of shape {self.in_shape}, got {x.shape[1:]}")
         batch = x.shape[0]
         in_words = int(np.prod(self.in_shape)) // self.in_lanes
-        out_words = int(np.prod(self.out_shape)) // self.out_lanes
+        out_words = self.mux.words_per_sample
         per_sample = max(self.expected_interval, in_words, out_words, 1)
         chunk = batch if trace_path is not None else max(1, min(batch, PROGRESS_CYCLES // per_sample))
         limbs, cycles, seconds = [], 0, 0.0
@@ -138,13 +158,24 @@ class RtlAccelerator:
             cycles += result.cycles
             limbs.append(result.limbs)
             if latency is None:
-                latency = int(result.out_cycles[out_words - 1]) - int(result.in_cycles[0])
-                interval = _interval(result.out_cycles[out_words - 1::out_words])
+                ends = self._sample_ends(result.limbs, result.out_cycles)
+                latency = int(ends[0]) - int(result.in_cycles[0])
+                interval = _interval(ends)
             if progress is not None and batch > chunk:
                 done = min(batch, start + chunk)
                 progress(f"simulated {done}/{batch} samples, {cycles:,} cycles "
                          f"({cycles / max(seconds, 1e-9) / 1e6:.1f} M cycles/s)")
-        outputs = unpack_words(np.concatenate(limbs), self.out_type, self.out_lanes, self.out_shape)
+        words = np.concatenate(limbs)
+        tags = _tags(words, self.mux)
+        outputs = {s.tensor: unpack_words(words[tags == k], s.dtype, s.lanes, s.shape)
+                   for k, s in enumerate(self.mux.streams)}
         perf = self.model.perf()
         counters = {name: (perf >> (32 * k)) & 0xFFFF_FFFF for k, name in enumerate(self.counter_names)}
         return RtlRun(outputs, cycles, latency, interval, counters, seconds)
+
+    def _sample_ends(self, limbs: np.ndarray, out_cycles: np.ndarray) -> np.ndarray:
+        """The cycle of each sample's last output word (the latest over the outputs)."""
+        tags = _tags(limbs, self.mux)
+        ends = [out_cycles[tags == k][s.words_per_sample - 1::s.words_per_sample]
+                for k, s in enumerate(self.mux.streams)]
+        return np.max(np.stack(ends), axis=0)

@@ -309,8 +309,9 @@ def _detector_block(draw, b: _Builder, x: str, c: int, h: int, w: int, fpga: boo
 @st.composite
 def detector_nets(draw, max_blocks: int = 3, max_hw: int = 6, fpga: bool = False) -> FloatNet:
     """A conv, then detector blocks each followed by a conv (so each block's output is quantized
-    the way quantize_static quantizes a layer's), then a map or an SSD head: Conv -> Transpose(0, 2,
-    3, 1) -> Reshape(1, -1, k) of two scales, concatenated along the anchors."""
+    the way quantize_static quantizes a layer's), then a map or SSD heads: Conv -> Transpose(0, 2,
+    3, 1) -> Reshape(1, -1, k) of two scales, concatenated along the anchors, one or two outputs
+    (scores, boxes), and sometimes the map as an output too."""
     seed = draw(st.integers(0, 2**32 - 1))
     b = _Builder(np.random.default_rng(seed))
     c, h, w = draw(st.integers(1, 4)), draw(st.integers(2, max_hw)), draw(st.integers(2, max_hw))
@@ -323,14 +324,18 @@ def detector_nets(draw, max_blocks: int = 3, max_hw: int = 6, fpga: bool = False
             h, w = h // 2, w // 2
         x, c, h, w = draw(_conv(b, x, c, h, w, same=True))
     outputs = [x]
-    if not fpga and draw(st.booleans()):
-        k = draw(st.integers(1, 4))
-        heads = []
-        for source in (x, b.node("MaxPool", [x], kernel_shape=[1, 1], strides=[2, 2])):
-            y = b.node("Conv", [source, b.const(b.rng.normal(0, 1 / np.sqrt(c), (2 * k, c, 1, 1)), "w")])
-            y = b.node("Transpose", [y], perm=[0, 2, 3, 1])
-            heads.append(b.node("Reshape", [y, b.int_const([1, -1, k], "shape")]))
-        outputs = [b.node("Concat", heads, axis=1)]
+    if draw(st.booleans()):   # SSD heads: scores (and boxes) of two scales, each an output of its own
+        outputs = []
+        sources = (x, b.node("MaxPool", [x], kernel_shape=[1, 1], strides=[2, 2]))
+        for k in draw(st.sampled_from([[1], [1, 4], [draw(st.integers(1, 4))]])):
+            heads = []
+            for source in sources:
+                y = b.node("Conv", [source, b.const(b.rng.normal(0, 1 / np.sqrt(c), (2 * k, c, 1, 1)), "w")])
+                y = b.node("Transpose", [y], perm=[0, 2, 3, 1])
+                heads.append(b.node("Reshape", [y, b.int_const([1, -1, k], "shape")]))
+            outputs.append(b.node("Concat", heads, axis=1))
+        if draw(st.booleans()):
+            outputs.append(x)   # an output from inside the graph (the heads read it too)
     graph = helper.make_graph(b.nodes, "detector", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], b.inits)
     model = onnx.shape_inference.infer_shapes(

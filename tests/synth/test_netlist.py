@@ -40,4 +40,4 @@ def test_ice40_netlist_of_a_pruned_tinycnn_equals_the_golden_model():
     accelerator = build_accelerator(graph, plan, netlist)
     x = np.random.default_rng(0).integers(-128, 128, size=(3, *graph.tensor(graph.inputs[0]).shape), dtype=np.int8)
     run = accelerator.run(x)
-    assert np.array_equal(run.outputs, golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]])
+    assert np.array_equal(run.output, golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]])

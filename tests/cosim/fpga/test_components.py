@@ -77,7 +77,7 @@ def test_component_matches_golden(built, seed, stall_prob):
     graph, plan, sim = built
     x_type, y_type = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
     x = np.random.default_rng(seed).integers(x_type.dtype.lo, x_type.dtype.hi + 1, (2, *x_type.shape))
-    n_out = 2 * y_type.size // plan.output_lanes
+    n_out = 2 * y_type.size // plan.output_lanes[0]
     result = sim.run(pack_words(x, x_type.dtype, plan.input_lanes), n_out, stall_seed=seed, stall_prob=stall_prob)
-    got = unpack_words(result.limbs, y_type.dtype, plan.output_lanes, y_type.shape)
+    got = unpack_words(result.limbs, y_type.dtype, plan.output_lanes[0], y_type.shape)
     assert np.array_equal(got, expected(graph, x))

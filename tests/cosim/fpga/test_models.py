@@ -20,6 +20,7 @@ from hwgen import golden
 from hwgen.backends.fpga import build_accelerator, to_verilog
 from hwgen.compiler import CompileOptions, compile_model
 from hwgen.fixed import Rounding
+from hwgen.fpga.outputs import assemble, hardware_graph
 from hwgen.fpga.plan import make_plan
 
 pytestmark = [pytest.mark.cosim, pytest.mark.skipif(shutil.which("verilator") is None,
@@ -31,7 +32,7 @@ BUDGETS = (8, 32, 128)
 
 
 def rtl_core(compiled, budget):
-    graph = compiled.graph
+    graph, concats = hardware_graph(compiled.graph)
     plan = make_plan(graph, budget=budget)
     accelerator = build_accelerator(graph, plan, to_verilog(graph, plan))
     runs = []
@@ -39,7 +40,7 @@ def rtl_core(compiled, budget):
     def core(inputs):
         run = accelerator.run(inputs[graph.inputs[0]])
         runs.append(run)
-        return {graph.outputs[0]: run.outputs}
+        return assemble(run.outputs, concats, compiled.graph)
 
     return plan, core, runs
 
@@ -70,7 +71,7 @@ def digits_feeds(path):
 def test_tinycnn_all_test_images():
     path = str(MODELS / "digits" / "tinycnn_fp32_qdq_s8s8_pc_intio.onnx")
     run, plan = check_model(path, digits_feeds(path), 32)
-    assert run.outputs.shape[0] == 450
+    assert run.output.shape[0] == 450
 
 
 def test_ties_up_rounding_and_short_multipliers():
@@ -101,7 +102,7 @@ def person_feeds():
 def test_person_detect(budget):
     feeds = person_feeds()
     run, plan = check_model(str(MODELS / "person_detect" / "person_detect_qdq.onnx"), feeds, budget)
-    assert run.outputs.shape[0] == 10
+    assert run.output.shape[0] == 10
 
 
 def _small_detector() -> FloatNet:
@@ -152,8 +153,58 @@ def test_small_detector_every_unit(tmp_path, budget):
     t = graph.tensor(graph.inputs[0])
     x = np.random.default_rng(budget).integers(t.dtype.lo, t.dtype.hi + 1, (4, *t.shape))
     want = golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]]
-    assert np.array_equal(accelerator.run(x).outputs, want)
-    assert np.array_equal(accelerator.run(x, stall_prob=0.3, seed=budget).outputs, want)
+    assert np.array_equal(accelerator.run(x).output, want)
+    assert np.array_equal(accelerator.run(x, stall_prob=0.3, seed=budget).output, want)
+
+
+def _small_ssd() -> FloatNet:
+    """An SSD-style detector: a map, score and box heads of two scales (Transpose, Reshape, Concat
+    along the anchors), and the map itself as a third output."""
+    from onnx import TensorProto, helper
+
+    b = _Builder(np.random.default_rng(5))
+
+    def conv(x, cin, cout, k=1, stride=1):
+        w = b.rng.normal(0, 1 / np.sqrt(k * k * cin), (cout, cin, k, k))
+        return b.node("Conv", [x, b.const(w, "w"), b.const(b.rng.normal(0, 0.1, cout), "b")], pads=[k // 2] * 4,
+                      strides=[stride] * 2)
+
+    x = b.node("Relu", [conv("input", 3, 6, 3)])                  # 6 x 8 x 8
+    small = b.node("Relu", [conv(x, 6, 8, 3, stride=2)])           # 8 x 4 x 4
+    outputs = []
+    for k in (1, 4):   # scores, boxes: 2 anchors per cell
+        heads = [b.node("Reshape", [b.node("Transpose", [conv(m, c, 2 * k)], perm=[0, 2, 3, 1]),
+                                    b.int_const([1, -1, k], "shape")]) for m, c in ((x, 6), (small, 8))]
+        outputs.append(b.node("Concat", heads, axis=1))
+    outputs.append(small)
+    graph = helper.make_graph(b.nodes, "small_ssd", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                    (1, 3, 8, 8))],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DETECTOR_OPSET)], ir_version=8)
+    return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), (1, 3, 8, 8), "small SSD")
+
+
+@pytest.mark.parametrize("budget", [2, 32])
+def test_several_outputs_and_host_concatenation(tmp_path, budget):
+    """Three outputs on the tagged output stream (two SSD heads whose anchor concatenation the host
+    does, and a map the heads also read), with and without stalls, equal the golden model."""
+    path = tmp_path / "small_ssd.onnx"
+    onnx.save(quantize(_small_ssd(), activation="int8", per_channel=True), path)
+    compiled = compile_model(path)
+    graph, concats = hardware_graph(compiled.graph)
+    assert len(compiled.graph.outputs) == 3 and len(concats) == 2 and len(graph.outputs) == 5
+    plan = make_plan(graph, budget=budget)
+    accelerator = build_accelerator(graph, plan, to_verilog(graph, plan))
+    assert accelerator.mux.tag_bits == 3
+    t = graph.tensor(graph.inputs[0])
+    x = np.random.default_rng(budget).integers(t.dtype.lo, t.dtype.hi + 1, (4, *t.shape))
+    want = golden.run_graph(compiled.graph, {graph.inputs[0]: x})
+    runs = [accelerator.run(x), accelerator.run(x, stall_prob=0.4, seed=budget)]
+    for run in runs:
+        got = assemble(run.outputs, concats, compiled.graph)
+        for name in compiled.graph.outputs:
+            assert np.array_equal(got[name], want[name]), name
+    assert runs[0].interval < 1.15 * plan.interval
 
 
 @pytest.mark.slow
@@ -161,4 +212,4 @@ def test_ppocrv4_det():
     path = MODELS / "detect" / "ppocrv4_det_qdq_s8s8_pc.onnx"
     x = np.load(MODELS / "detect" / "text_160.npy").astype(np.float32)
     run, plan = check_model(str(path), {onnx.load(path).graph.input[0].name: x.reshape(1, 3, 160, 160)}, 32)
-    assert run.outputs.shape[0] == 1
+    assert run.output.shape[0] == 1

@@ -1,5 +1,6 @@
 """The accelerator plan: what the FPGA accepts, lanes, fork FIFOs, and the manifest round trip."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -29,9 +30,20 @@ def test_refuses_two_inputs():
     x, y, z = (tensor(n, (2, 2, 1), IntType(8, True)) for n in "xyz")
     rq = Requant((1 << 30,), (30,), 0, -128, 127, Rounding.RNE)
     graph = Graph("two", {"x": x, "y": y, "z": z}, (Requantize("rq", ("x",), ("z",), rq),), ("x", "y"), ("z",))
-    with pytest.raises(UnsupportedModelError, match=r"^the FPGA accelerator streams one input and one output; "
-                                                    r"the integer core has 2 inputs and 1 outputs$"):
+    with pytest.raises(UnsupportedModelError, match=r"^the FPGA accelerator streams one input; "
+                                                    r"the integer core has 2 inputs$"):
         make_plan(graph)
+
+
+def test_several_outputs_share_the_output_stream():
+    """Each output gets its own lanes; an output that is also read inside the graph is forked."""
+    g = conv_graph(np.random.default_rng(0), hw=(3, 3), cin=4, cout=2, kernel=(3, 3), pads=(1, 1, 1, 1))
+    two = dataclasses.replace(g, outputs=(g.outputs[0], g.inputs[0]))
+    with pytest.raises(UnsupportedModelError, match="a graph output is its input"):
+        make_plan(two)
+    same = dataclasses.replace(g, outputs=(g.outputs[0], g.outputs[0]))
+    with pytest.raises(UnsupportedModelError, match="a tensor is two of the graph's outputs"):
+        make_plan(same)
 
 
 def test_bad_lanes_are_refused():
@@ -45,7 +57,7 @@ def test_mac_layer_lanes_follow_the_fold():
     plan = make_plan(g, folds=["fc=2,8"])
     assert plan.layer("fc").in_lanes == (8,)  # one buffer word per step
     assert plan.layer("fc").out_lanes == 2    # one lane per PE
-    assert plan.output_lanes == 2 and plan.input_lanes == 8
+    assert plan.output_lanes == (2,) and plan.input_lanes == 8
 
 
 def test_skip_branch_of_a_residual_holds_a_whole_tensor():
@@ -74,8 +86,10 @@ def test_mobilenet_plan():
 def test_json_round_trip_is_exact():
     plan = make_plan(compile_model(MOBILENET).graph, budget=16)
     assert plan_from_json(json.loads(json.dumps(plan_to_json(plan)))) == plan
-    with pytest.raises(ValueError, match="not a hwgen-fpga-plan/2 plan"):
+    with pytest.raises(ValueError, match="not a hwgen-fpga-plan/3 plan"):
         plan_from_json({"format": "other"})
+    older = {**plan_to_json(plan), "format": "hwgen-fpga-plan/2", "output_lanes": plan.output_lanes[0]}
+    assert plan_from_json(older) == plan   # a one-output plan of an earlier hwgen
 
 
 def test_interval_is_the_busiest_unit():
