@@ -6,11 +6,14 @@
 * the FPGA accelerator's plan at 8 and 32 multipliers: the cycle model's interval and the
   multiplier utilization (non-zero MACs / (multipliers x interval)); `--rtl` also runs it in
   Verilator (bit for bit against the golden model) and measures latency and interval;
+* which devices each fits (the resource estimate hwgen fits with), at what interval, and the
+  inferences per second that interval gives at 50 MHz (a clock, not a timing result);
 * the RVV C: dynamic instructions per inference and per dense MAC at VLEN 128 (qemu-riscv64's
   counting plugin), checked equal to the golden model.
 
     python bench/detectors.py          # agreement, FPGA plans, RVV counts (about a minute)
     python bench/detectors.py --rtl    # also Verilator runs of the FPGA designs (PP-OCRv4: an hour)
+    python bench/detectors.py --devices  # also which FPGA each fits
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ sys.path.insert(0, str(ROOT))
 import hwgen  # noqa: E402
 from hwgen import golden  # noqa: E402
 from hwgen.backends.rvv import generate_for  # noqa: E402
+from hwgen.devices import DEVICES  # noqa: E402
 from hwgen.errors import HwgenError  # noqa: E402
+from hwgen.fpga.fit import fit_device  # noqa: E402
+from hwgen.fpga.outputs import assemble, hardware_graph  # noqa: E402
 from hwgen.fpga.plan import engine_programs, make_plan  # noqa: E402
 from hwgen.fpga.report import cycle_report  # noqa: E402
 from hwgen.reference import agreement, core_inputs  # noqa: E402
@@ -65,11 +71,11 @@ def agreement_table(compiled: dict) -> None:
 def fpga_table(compiled: dict, rtl: bool) -> None:
     print("FPGA accelerator (cycle model; --rtl: measured in Verilator, equal to the golden model):\n")
     head = (f"{'model':14s} {'budget':>6s} {'MACs':>12s} {'nz MACs':>12s} {'multipliers':>11s} {'interval':>12s} "
-            f"{'utilization':>11s} {'measured':>12s}")
+            f"{'utilization':>11s} {'latency':>12s}")
     print(head)
     print("-" * len(head))
     for name, c in compiled.items():
-        graph = c.graph
+        graph, _ = hardware_graph(c.graph)
         for budget in BUDGETS:
             try:
                 plan = make_plan(graph, budget=budget)
@@ -87,16 +93,39 @@ def fpga_table(compiled: dict, rtl: bool) -> None:
 def _measure(name: str, compiled, plan) -> str:
     from hwgen.backends.fpga import build_accelerator, to_verilog
 
-    graph = compiled.graph
+    graph, concats = hardware_graph(compiled.graph)
     path, data = MODELS[name]
-    inputs = core_inputs(graph, feeds_of(path, data))
+    inputs = core_inputs(compiled.graph, feeds_of(path, data))
     start = time.time()
     accelerator = build_accelerator(graph, plan, to_verilog(graph, plan))
     run = accelerator.run(inputs[graph.inputs[0]])
-    want = golden.run_graph(graph, inputs)[graph.outputs[0]]
-    if not np.array_equal(run.outputs, want):
+    got = assemble(run.outputs, concats, compiled.graph)
+    want = golden.run_graph(compiled.graph, inputs)
+    if not all(np.array_equal(got[k], want[k]) for k in want):
         raise AssertionError(f"{name}: the RTL differs from the golden model")
-    return f"{run.interval:,.0f} ({time.time() - start:.0f} s)"
+    return f"{run.latency:,} ({time.time() - start:.0f} s)"
+
+
+CLOCK_HZ = 50e6
+
+
+def device_table(compiled: dict) -> None:
+    print(f"FPGA devices (resource estimate; inferences/s from the modelled interval at {CLOCK_HZ / 1e6:.0f} MHz):\n")
+    head = f"{'model':14s} {'device':11s} {'fits':4s} {'multipliers':>11s} {'interval':>12s} {'inf/s':>7s}   estimate"
+    print(head)
+    print("-" * len(head))
+    for name, c in compiled.items():
+        graph, _ = hardware_graph(c.graph)
+        for device in DEVICES:
+            try:
+                fit = fit_device(graph, device, ())
+            except HwgenError as exc:
+                why = str(exc).split(": ", 1)[-1]
+                print(f"{name:14s} {device:11s} {'no':4s} {'':>11s} {'':>12s} {'':>7s}   {why[:150]}")
+                continue
+            print(f"{name:14s} {device:11s} {'yes':4s} {fit.plan.multipliers:11d} {fit.plan.interval:12,d} "
+                  f"{CLOCK_HZ / fit.plan.interval:7.1f}   {fit.summary().split('; ', 1)[-1]}")
+    print()
 
 
 def rvv_table(compiled: dict) -> None:
@@ -122,10 +151,13 @@ def rvv_table(compiled: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rtl", action="store_true", help="also run the FPGA designs in Verilator (slow)")
+    parser.add_argument("--devices", action="store_true", help="also fit each model to each device (minutes)")
     args = parser.parse_args()
     compiled = {name: hwgen.compile(path) for name, (path, _) in MODELS.items()}
     agreement_table(compiled)
     fpga_table(compiled, args.rtl)
+    if args.devices:
+        device_table(compiled)
     if missing_rvv_tools():
         print(f"RVV: toolchain incomplete ({', '.join(missing_rvv_tools())})")
         return 1

@@ -104,6 +104,11 @@ def emit(compiled: Compiled, options: RvvOptions) -> dict[str, bytes]:
         log.info("rvv: no instruction counts: %s", reason)
     report = measure.report_json(generated, compiled.report.totals["macs"], counts, source=compiled.source.name,
                                  not_counted=reason)
+    tail = compiled.graph.tail
+    report["after_run"] = {   # what runs on the host after hwgen_<model>_run, and what this library implements
+        "host_tail": list(tail.ops) if tail is not None else [],
+        "in_library": ["SSD post-processing, dequantization included (detect.c)"] if detect is not None else [],
+    }
     files["report.json"] = (json.dumps(report, indent=1) + "\n").encode()
     return files
 
@@ -148,4 +153,9 @@ def _rvv_table(report: dict) -> str:
     lines.append(f"{report['function']}(): scratch {report['scratch_bytes']:,} bytes, constants "
                  f"{report['constant_bytes']:,} bytes"
                  + ("" if vlens else f"; not counted: {report.get('counted_with', 'no toolchain')}"))
+    after = report.get("after_run")
+    if after is not None:
+        tail = " -> ".join(after["host_tail"]) or "nothing"
+        lines.append(f"after it, on the host: {tail} (float; hwgen run uses onnxruntime, the library leaves it "
+                     "to the caller)" + "".join(f"; in the library: {part}" for part in after["in_library"]))
     return "\n".join(lines)

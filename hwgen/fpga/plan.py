@@ -232,10 +232,41 @@ def _branches(graph: Graph, specs: dict[str, LayerSpec], input_lanes: int) -> tu
         lanes = input_lanes if producer is None else specs[producer.name].out_lanes
         whole = graph.tensor(name).size // lanes + BRANCH_WORDS
         for consumer, _ in readers:
-            node = graph.node(consumer) if consumer else None
-            join = node is not None and len(node.inputs) > 1 and sum(inp == name for inp in node.inputs) == 1
+            join = consumer and _reaches_join(graph, name, graph.node(consumer))
             branches.append(BranchSpec(name, consumer, whole if join else BRANCH_WORDS))
     return tuple(branches)
+
+
+def _passes_on(node: Node, graph: Graph) -> bool:
+    """A unit that passes words on as they come (no window, no engine to delay them by rows)."""
+    u = unit(node)
+    return len(node.inputs) == 1 and not u.on_engine and u.window(node, graph) is None
+
+
+def _reaches_join(graph: Graph, tensor: str, node: Node) -> bool:
+    """Whether a fork branch of `tensor` into `node` must hold the whole tensor: it runs into a join
+    (a node of several inputs) straight, or through units that pass words on (BlazeFace pads
+    channels on its residual path) while the join's other input comes through a window or an
+    engine, which delay it by rows."""
+    fork, direct = tensor, True
+    while len(node.inputs) == 1:
+        readers = graph.consumers(node.output)
+        if len(readers) != 1 or node.output in graph.outputs or not _passes_on(node, graph):
+            return False
+        tensor, node, direct = node.output, readers[0], False
+    if sum(inp == tensor for inp in node.inputs) != 1:
+        return False
+    if direct:
+        return True
+
+    def root(t: str) -> str:   # back through units that pass words on
+        producer = graph.producer(t)
+        while producer is not None and _passes_on(producer, graph):
+            t = producer.inputs[0]
+            producer = graph.producer(t)
+        return t
+
+    return any(root(t) != fork for t in node.inputs if t != tensor)
 
 
 # -- wiring ------------------------------------------------------------------------------------------

@@ -109,6 +109,9 @@ def test_generated_makefile_checks_detect_c(tmp_path, capsys):
     assert "`boxes` is its\n * out_regressors (output 1), `scores` its out_classificators (output 0)" in header
     assert "detect.h implements the SSD post-processing of 'regressors' and 'classificators'" in \
         (rvv / "model.h").read_text()
+    after = json.loads((rvv / "report.json").read_text())["after_run"]
+    assert after == {"host_tail": ["DequantizeLinear", "DequantizeLinear"],
+                     "in_library": ["SSD post-processing, dequantization included (detect.c)"]}
     for target in ("detect-sanitize", "detect-check"):
         done = subprocess.run(["make", "-s", target], cwd=rvv, capture_output=True, text=True)
         assert done.returncode == 0 and "detections equal hwgen.detect's" in done.stdout, done.stderr[-2000:]

@@ -309,3 +309,15 @@ def test_detections_need_float_outputs(config):
     with pytest.raises(InvalidOptionError, match="no output 'classificators'"):
         detect_outputs({"regressors": np.zeros((1, 896, 16), np.float32)}, config.detect)
 
+
+
+def test_run_writes_an_npz_of_the_outputs_by_name(tmp_path, capsys, blazeface):
+    npy, npz = tmp_path / "y.npy", tmp_path / "y.npz"
+    assert main(["run", str(BLAZEFACE), "--input", str(ASTRONAUT), "--output", str(npy)]) == 2
+    err = capsys.readouterr().err
+    assert "the model has 2 outputs ('regressors', 'classificators'); give an .npz file" in err and not npy.exists()
+    assert main(["run", str(BLAZEFACE), "--input", str(ASTRONAUT), "--output", str(npz)]) == 0
+    saved = np.load(npz)
+    feeds, _ = hwgen.image_input(blazeface, ASTRONAUT)
+    want = hwgen.run(blazeface, feeds)
+    assert sorted(saved.files) == sorted(want) and all(np.array_equal(saved[k], want[k]) for k in want)

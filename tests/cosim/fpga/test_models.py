@@ -184,6 +184,48 @@ def _small_ssd() -> FloatNet:
     return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), (1, 3, 8, 8), "small SSD")
 
 
+def _blazeface_blocks() -> FloatNet:
+    """BlazeFace's residual blocks: the skip path pads channels (and max-pools where the block
+    strides) before the add, so its fork branch must hold a whole tensor while the convolutions run."""
+    from onnx import TensorProto, helper
+
+    b = _Builder(np.random.default_rng(7))
+
+    def conv(x, cin, cout, k=1, stride=1, groups=1):
+        w = b.rng.normal(0, 1 / np.sqrt(k * k * cin / groups), (cout, cin // groups, k, k))
+        pads = [k // 2] * 4 if stride == 1 else [0, 0, k - 2, k - 2]
+        return b.node("Conv", [x, b.const(w, "w"), b.const(b.rng.normal(0, 0.1, cout), "b")], pads=pads,
+                      strides=[stride] * 2, group=groups)
+
+    x = b.node("Relu", [conv("input", 3, 4, 3)])                                  # 4 x 8 x 8
+    for cin, cout, stride in ((4, 6, 1), (6, 8, 2)):
+        main = conv(conv(x, cin, cin, 3, stride, groups=cin), cin, cout)
+        skip = x if stride == 1 else b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
+        skip = b.node("Pad", [skip, b.int_const([0, 0, 0, 0, 0, cout - cin, 0, 0], "pads")], mode="constant")
+        x = b.node("Relu", [b.node("Add", [main, skip])])
+    graph = helper.make_graph(b.nodes, "blazeface_blocks", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                                           (1, 3, 8, 8))],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DETECTOR_OPSET)], ir_version=8)
+    return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), (1, 3, 8, 8), "BlazeFace blocks")
+
+
+@pytest.mark.parametrize("budget", [2, 32])
+def test_residual_paths_through_pads_and_pools(tmp_path, budget):
+    path = tmp_path / "blocks.onnx"
+    onnx.save(quantize(_blazeface_blocks(), activation="int8", per_channel=True), path)
+    compiled = compile_model(path)
+    assert {"Pad", "MaxPool", "Add"} <= {n.op for n in compiled.graph.nodes}
+    graph = compiled.graph
+    plan = make_plan(graph, budget=budget)
+    accelerator = build_accelerator(graph, plan, to_verilog(graph, plan))
+    t = graph.tensor(graph.inputs[0])
+    x = np.random.default_rng(budget).integers(t.dtype.lo, t.dtype.hi + 1, (3, *t.shape))
+    want = golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]]
+    assert np.array_equal(accelerator.run(x).output, want)
+    assert np.array_equal(accelerator.run(x, stall_prob=0.3, seed=budget).output, want)
+
+
 @pytest.mark.parametrize("budget", [2, 32])
 def test_several_outputs_and_host_concatenation(tmp_path, budget):
     """Three outputs on the tagged output stream (two SSD heads whose anchor concatenation the host
