@@ -107,7 +107,8 @@ def emit(compiled: Compiled, options: RvvOptions) -> dict[str, bytes]:
     tail = compiled.graph.tail
     report["after_run"] = {   # what runs on the host after hwgen_<model>_run, and what this library implements
         "host_tail": list(tail.ops) if tail is not None else [],
-        "in_library": ["SSD post-processing, dequantization included (detect.c)"] if detect is not None else [],
+        "in_library": (["the float tail (tail.c)"] if "tail.c" in generated.files else [])
+        + (["SSD post-processing, dequantization included (detect.c)"] if detect is not None else []),
     }
     files["report.json"] = (json.dumps(report, indent=1) + "\n").encode()
     return files

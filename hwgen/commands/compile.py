@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import api, backends
 from ..errors import InvalidOptionError
 from ..logs import get_logger
+from ..modelconfig import load_config
 from ..outdir import OutputDir
 from .options import (
     HelpFormatter,
@@ -53,6 +54,8 @@ def targets(text: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     chosen = targets(args.target)
     options = compile_options(args)
+    if args.config is not None:
+        load_config(args.config)   # checked even when no target reads it
     out = OutputDir.prepare(args.output, force=args.force)   # refused before any work
     compiled = api.compile(args.model, chosen, rounding=options.rounding, multiplier_bits=options.multiplier_bits,
                            fpga=fpga_options(args), rvv=rvv_options(args))

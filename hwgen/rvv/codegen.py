@@ -19,6 +19,7 @@ from .kernels import Kind, Store, Variant, helpers_for
 from .memory import ALIGN, Location, MemoryPlan, plan_memory, storage_roots
 from .plan import ConvArgs, Layer, copy_layer, plan_layers
 from .postprocess import dequantized_outputs, detect_context
+from .tail import tail_chains, tail_context
 from .types import CType, c_float, ctype_of
 
 __all__ = ["Port", "Generated", "generate", "schedule"]
@@ -139,7 +140,7 @@ def _layer_context(layer: Layer, graph: Graph, memory: MemoryPlan, params_of: di
                 call=f"{layer.function}({', '.join(call_args)})")
 
 
-def _host_tail(graph: Graph, detect: DetectConfig | None) -> list[str]:
+def _host_tail(graph: Graph, detect: DetectConfig | None, in_library: bool) -> list[str]:
     """model.h's account of what runs after the integer core, one comment line each."""
     if graph.tail is None:
         return ["Nothing runs after it on the host: its outputs are the model's outputs."]
@@ -148,8 +149,9 @@ def _host_tail(graph: Graph, detect: DetectConfig | None) -> list[str]:
         lines = [f"After it, the host only dequantizes outputs to the model's float outputs {made}:",
                  "real = scale * (q - zero point), with the constants below."]
     else:
-        lines = [f"After it, the host runs the model's float tail {' -> '.join(graph.tail.ops)}, making {made};",
-                 "this library does not implement that tail (hwgen run does, in onnxruntime)."]
+        lines = [f"After it, the host runs the model's float tail {' -> '.join(graph.tail.ops)}, making {made}."]
+    lines.append("tail.h implements that in float32 (hwgen_<model>_tail); hwgen run uses onnxruntime." if in_library
+                 else "This library does not implement it (hwgen run uses onnxruntime).")
     if detect is not None:
         lines.append(f"detect.h implements the SSD post-processing of {detect.decode.boxes!r} and "
                      f"{detect.decode.scores!r}, dequantization included.")
@@ -205,6 +207,10 @@ def generate(graph: Graph, model: str, source: str, *, test_samples: int = 0,
                        detect_program=DETECT_PROGRAM, sigmoid=detect.decode.sigmoid_score,
                        clipped=detect.decode.score_clipping_thresh > 0)
         names += ["detect.h", "detect.c", "detect_main.c"]
-    context.update(has_detect=detect is not None, host_tail=_host_tail(graph, detect))
+    chains = tail_chains(graph)
+    if chains:
+        context.update(tail_context(graph, chains, outputs, prefix, model))
+        names += ["tail.h", "tail.c"]
+    context.update(has_detect=detect is not None, host_tail=_host_tail(graph, detect, bool(chains)))
     files = {name: render("rvv", f"{name}.j2", context) for name in names}
     return Generated(model, run, files, tuple(layers), memory, inputs, outputs)

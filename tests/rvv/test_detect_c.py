@@ -112,6 +112,10 @@ def test_generated_makefile_checks_detect_c(tmp_path, capsys):
     after = json.loads((rvv / "report.json").read_text())["after_run"]
     assert after == {"host_tail": ["DequantizeLinear", "DequantizeLinear"],
                      "in_library": ["SSD post-processing, dequantization included (detect.c)"]}
+    again = tmp_path / "again"
+    assert main(["compile", str(BLAZEFACE), "-o", str(again), "--target", "rvv", "--rvv-no-count"]) == 0
+    for name in ("detect.h", "detect.c", "detect_main.c", "test_detect_expected.bin", "model.h"):
+        assert (again / "rvv" / name).read_bytes() == (rvv / name).read_bytes(), name
     for target in ("detect-sanitize", "detect-check"):
         done = subprocess.run(["make", "-s", target], cwd=rvv, capture_output=True, text=True)
         assert done.returncode == 0 and "detections equal hwgen.detect's" in done.stdout, done.stderr[-2000:]

@@ -250,6 +250,13 @@ def test_bad_config_is_one_line(name, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err and not drawing.exists()
 
 
+def test_compile_checks_a_config_it_is_given(tmp_path, capsys):
+    bad = _write(tmp_path / "c.json", '{"detect": {"anchors": {}}}')
+    out = tmp_path / "out"
+    assert main(["compile", str(BLAZEFACE), "-o", str(out), "--config", str(bad)]) == 2
+    assert "detect.decode: missing" in capsys.readouterr().err and not out.exists()
+
+
 def test_anchor_count_must_match_the_head(tmp_path, capsys):
     data = json.loads((DETECT / "blazeface_qdq_s8s8_pc.json").read_text())
     data["detect"]["anchors"]["strides"] = [8, 16, 32, 32]   # 16x16x2 + 8x8x2 + 4x4x4 anchors
