@@ -54,7 +54,7 @@ def test_the_wheel_holds_the_templates_and_the_plugin_source(installed):
     lines = _run([venv / "bin" / "python", "-c", code], cwd=work).stdout.splitlines()
     assert str(venv) in lines[0] and str(ROOT) not in lines[0]   # the installed hwgen, not the checkout
     assert lines[1] == str(["Makefile.j2", "detect.c.j2", "detect.h.j2", "detect_main.c.j2", "kernels.h.j2",
-                            "main.c.j2", "model.c.j2", "model.h.j2"])
+                            "main.c.j2", "model.c.j2", "model.h.j2", "tail.c.j2", "tail.h.j2"])
     assert lines[2] == "True"
 
 

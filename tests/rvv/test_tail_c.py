@@ -14,7 +14,7 @@ import hwgen
 from hwgen.rvv.codegen import generate
 from hwgen.rvv.tail import reference, tail_chains
 
-from ..conftest import PERSON
+from ..conftest import DIGITS, PERSON
 from .rvv_support import needs_rvv
 
 pytestmark = [pytest.mark.rvv, needs_rvv]
@@ -77,3 +77,39 @@ def test_every_pair_of_logits(built):
     (name,) = [i.name for i in session.get_inputs()]
     theirs = np.concatenate([session.run(None, {name: p.reshape(1, 2)})[0].reshape(-1) for p in pairs[::64]])
     assert np.array_equal(theirs, want.reshape(-1, 2)[::64].reshape(-1))
+
+
+def test_a_dequantizing_tail(tmp_path):
+    """TinyCNN's tail only dequantizes its logits: float32(q - zero point) * scale, as onnxruntime."""
+    compiled = hwgen.compile(DIGITS / "tinycnn_fp32_qdq_u8s8_pt.onnx")
+    graph = compiled.graph
+    (chain,) = tail_chains(graph)
+    assert not chain.softmax and chain.out_scale is None
+    generated = generate(graph, "tiny", "tiny.onnx")
+    for name, text in generated.files.items():
+        (tmp_path / name).write_text(text)
+    (param,) = [p.name for p in generated.outputs]
+    (tmp_path / "driver.c").write_text("""
+#include <stdio.h>
+#include "tail.h"
+int main(void)
+{
+    static uint8_t q[10];
+    static float y[10];
+    while (fread(q, 1, sizeof(q), stdin) == sizeof(q)) {
+        hwgen_tiny_tail(q, y);
+        fwrite(y, sizeof(float), 10, stdout);
+    }
+    return 0;
+}
+""")
+    subprocess.run(["cc", "-O1", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-Wall", "-Werror",
+                    "tail.c", "driver.c", "-o", "host"], cwd=tmp_path, check=True)
+    q = np.random.default_rng(0).integers(0, 256, (50, 10)).astype(np.uint8)
+    got = np.frombuffer(subprocess.run(["./host"], cwd=tmp_path, input=q.tobytes(), capture_output=True,
+                                       check=True).stdout, np.float32).reshape(50, 10)
+    session = onnxruntime.InferenceSession(graph.tail.model, providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    theirs = np.concatenate([session.run(None, {name: row.reshape(1, 10)})[0] for row in q])
+    assert np.array_equal(got, theirs) and np.array_equal(got, np.stack([reference(chain, row) for row in q]))
+    assert param in (tmp_path / "tail.h").read_text()

@@ -15,8 +15,8 @@ from ..conftest import DIGITS, NODE_TESTS, load_pb
 from .test_models import _bind_all_but_first
 
 TINY = DIGITS / "tinycnn_fp32_qdq_u8s8_pt.onnx"
-FILES = ["Makefile", "kernels.h", "main.c", "model.c", "model.h", "report.json", "test_expected.bin",
-         "test_input.bin"]
+FILES = ["Makefile", "kernels.h", "main.c", "model.c", "model.h", "report.json", "tail.c", "tail.h",
+         "test_expected.bin", "test_input.bin"]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
