@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: compile a pruned, quantized TinyCNN and run it on ten test digits.
+# The demo: compile a pruned, quantized TinyCNN and run it on ten test digits, then find a face with BlazeFace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=examples/models/digits/tinycnn_pruned_qdq_s8s8_pc.onnx
@@ -22,3 +22,8 @@ logits, labels = np.load("build/demo/logits10.npy"), np.load("build/demo/labels1
 print("predicted:", logits.argmax(axis=1).tolist())
 print("labels:   ", labels.tolist())
 PY
+
+echo
+echo "== hwgen detect: BlazeFace on the astronaut photograph (boxes in image pixels; build/demo/faces.png)"
+hwgen detect examples/models/detect/blazeface_qdq_s8s8_pc.onnx --input examples/models/detect/astronaut.png \
+    --draw build/demo/faces.png

@@ -5,7 +5,7 @@
     compiled.write("out")                        # exactly what `hwgen compile -o out` writes
     y = hwgen.run(compiled, x)                   # the golden model: the model's output for x
     y = hwgen.run(compiled, x, backend="rtl")    # the same through the Verilated accelerator
-    x = hwgen.image_input(compiled, "photo.png") # an image as the model input (the model's config file)
+    feeds, where = hwgen.image_input(compiled, "photo.png")  # an image as the input (the model's config file)
     boxes = hwgen.detect_image(compiled, "photo.png", backend="rvv")  # SSD detections in image pixels
 
 Options are keywords, checked like the command line's (one-line `hwgen.HwgenError`s):
