@@ -16,7 +16,7 @@ import hwgen
 from hwgen.cli import main
 from hwgen.detect import _iou, decode, detect_outputs, non_max_suppression, score_of, ssd_anchors
 from hwgen.errors import InvalidOptionError
-from hwgen.images import load_image
+from hwgen.images import input_geometry, load_image
 from hwgen.modelconfig import Anchors, NmsKind, config_for, load_config, parse_config
 
 from ..conftest import DETECT, PERSON, load_pb, ort_run
@@ -328,3 +328,15 @@ def test_run_writes_an_npz_of_the_outputs_by_name(tmp_path, capsys, blazeface):
     feeds, _ = hwgen.image_input(blazeface, ASTRONAUT)
     want = hwgen.run(blazeface, feeds)
     assert sorted(saved.files) == sorted(want) and all(np.array_equal(saved[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("config_file", sorted(p.name for p in (DETECT.glob("*.json"))) + ["person_detect_qdq.json"])
+def test_bundled_configs_fit_their_models(config_file):
+    path = (PERSON if config_file.startswith("person") else DETECT) / config_file
+    compiled = hwgen.compile(path.with_suffix(".onnx"))
+    config = load_config(path)
+    port = compiled.graph.input_ports[0]
+    layout, h, w, c = input_geometry(port, config.image)
+    assert (h, w, c) == tuple(port.shape[2:]) + (port.shape[1],) and layout.value == "NCHW"
+    if config.detect is not None:
+        assert len(ssd_anchors(config.detect.anchors)) == config.detect.decode.num_boxes
