@@ -19,7 +19,7 @@ from ..ir import OP_BY_NAME, Graph, Node
 from ..names import identifier, unique_identifiers
 from .folding import DEFAULT_MULTIPLIERS, Fold, balance, context_fold, mac_layers, parse_folds
 from .geometry import mac_geometry
-from .hardware import WINDOW_SLACK_ROWS, MemoryKind
+from .hardware import WINDOW_SLACK_ROWS, MemoryKind, window_rows
 from .program import EngineProgram, LayerProgram, compile_engine, min_requantizers
 from .schedule import build_schedule, fold_steps
 from .units import unit
@@ -232,41 +232,87 @@ def _branches(graph: Graph, specs: dict[str, LayerSpec], input_lanes: int) -> tu
         lanes = input_lanes if producer is None else specs[producer.name].out_lanes
         whole = graph.tensor(name).size // lanes + BRANCH_WORDS
         for consumer, _ in readers:
-            join = consumer and _reaches_join(graph, name, graph.node(consumer))
-            branches.append(BranchSpec(name, consumer, whole if join else BRANCH_WORDS))
+            join = _join_reached(graph, name, graph.node(consumer)) if consumer else None
+            words = BRANCH_WORDS
+            if join is not None:
+                rows = _rows_behind(graph, name, *join)
+                t = graph.tensor(name)
+                words = whole if rows is None else min(whole, -(-rows * t.size // (t.shape[0] * lanes))
+                                                      + BRANCH_WORDS)
+            branches.append(BranchSpec(name, consumer, words))
     return tuple(branches)
 
 
 def _passes_on(node: Node, graph: Graph) -> bool:
     """A unit that passes words on as they come (no window, no engine to delay them by rows)."""
     u = unit(node)
-    return len(node.inputs) == 1 and not u.on_engine and u.window(node, graph) is None
+    return len(node.inputs) == 1 and not u.on_engine and u.window(node, graph) is None and not u.held_rows
 
 
-def _reaches_join(graph: Graph, tensor: str, node: Node) -> bool:
-    """Whether a fork branch of `tensor` into `node` must hold the whole tensor: it runs into a join
-    (a node of several inputs) straight, or through units that pass words on (BlazeFace pads
-    channels on its residual path) while the join's other input comes through a window or an
-    engine, which delay it by rows."""
+def _join_reached(graph: Graph, tensor: str, node: Node) -> tuple[Node, str, bool] | None:
+    """(the join, the tensor it reads of this branch, straight) if a fork branch of `tensor` into
+    `node` must buffer for a join (a node of several inputs): it reaches the join straight, or
+    through units that pass words on (BlazeFace pads channels on its residual path) while the
+    join's other input comes through a window or an engine, which delay it by rows. None: the
+    branch needs no more than BRANCH_WORDS."""
     fork, direct = tensor, True
     while len(node.inputs) == 1:
         readers = graph.consumers(node.output)
         if len(readers) != 1 or node.output in graph.outputs or not _passes_on(node, graph):
-            return False
+            return None
         tensor, node, direct = node.output, readers[0], False
     if sum(inp == tensor for inp in node.inputs) != 1:
-        return False
-    if direct:
-        return True
+        return None
+    if not direct and all(_root(graph, t) == fork for t in node.inputs if t != tensor):
+        return None
+    return node, tensor, direct
 
-    def root(t: str) -> str:   # back through units that pass words on
-        producer = graph.producer(t)
-        while producer is not None and _passes_on(producer, graph):
-            t = producer.inputs[0]
-            producer = graph.producer(t)
-        return t
 
-    return any(root(t) != fork for t in node.inputs if t != tensor)
+def _root(graph: Graph, tensor: str) -> str:
+    """The tensor `tensor` comes from through units that pass words on."""
+    producer = graph.producer(tensor)
+    while producer is not None and _passes_on(producer, graph):
+        tensor = producer.inputs[0]
+        producer = graph.producer(tensor)
+    return tensor
+
+
+#: Rows of its input a unit's queues and pipeline may hold beyond its line buffer, at most: queues
+#: of a few output positions and pipeline stages (engine queues: QUEUE_POSITIONS positions plus the
+#: latency), bounded by QUEUE_WORDS words.
+QUEUE_ROWS = 2
+QUEUE_WORDS = 64
+#: Rows the skip branch holds beyond the other path's buffers.
+SKIP_MARGIN_ROWS = 2
+
+
+def _rows_behind(graph: Graph, fork: str, join: Node, branch: str, direct: bool) -> int | None:
+    """Rows of the forked map a skip branch must hold: everything the join's other inputs' paths
+    back to the fork can hold before the join reads their first word (line buffers, row buffers,
+    queues), in rows of the fork's map, plus a margin. With more, the fork always has room for
+    the word the other path needs next. None (the whole tensor): not a map, or a path that holds a
+    whole input, forks again or does not lead back to the fork straight."""
+    shape = graph.tensor(fork).shape
+    if len(shape) != 3:
+        return None
+    rows = SKIP_MARGIN_ROWS
+    for other in (t for t in join.inputs if t != branch):
+        t = other
+        while t != fork:
+            node = graph.producer(t)
+            if node is None or len(node.inputs) != 1 or len(graph.consumers(t)) != 1 or t in graph.outputs:
+                return None
+            u = unit(node)
+            x = graph.tensor(node.inputs[0]).shape
+            if u.holds_whole_input or len(x) != 3:
+                return None
+            window = u.window(node, graph)
+            held = u.held_rows + QUEUE_ROWS + -(-QUEUE_WORDS // x[1])
+            if window is not None:
+                held += window_rows(x, window.kernel, window.stride, window.dilation)
+            rows += -(-held * shape[0] // x[0])   # in rows of the forked map
+            t = node.inputs[0]
+    return min(rows, shape[0])
 
 
 # -- wiring ------------------------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class Unit:
     on_engine: ClassVar[bool] = False
     #: Its ready is combinational (it joins several streams): a FIFO after it cuts the path.
     out_fifo: ClassVar[bool] = False
+    #: Input rows it holds beyond its window's (a row buffer of its own).
+    held_rows: ClassVar[int] = 0
+    #: It reads its whole input before it writes (a global pool, a dense layer).
+    holds_whole_input: ClassVar[bool] = False
 
     def refusal(self, node: Node, graph: Graph) -> str | None:
         """Why the FPGA accelerator cannot build `node` (None: it can)."""
@@ -214,6 +218,8 @@ class ConvUnit(MacUnit):
 
 
 class DenseUnit(MacUnit):
+    holds_whole_input = True
+
     def refusal(self, node, graph):
         reason = super().refusal(node, graph)
         if reason is None and node.weights.ndim != 2:
@@ -262,6 +268,7 @@ class AvgPoolUnit(_RequantizingUnit):
 class GlobalAvgPoolUnit(_RequantizingUnit):
     kind = UnitKind.GLOBAL_AVGPOOL
     queue_depth = POOL_QUEUE_DEPTH
+    holds_whole_input = True
 
     def memories(self, node, graph, ident, lanes, out_lanes):
         x = graph.tensor(node.inputs[0])
@@ -466,6 +473,7 @@ class RemapUnit(Unit):
 
     kind = UnitKind.REMAP
     queue_depth = REMAP_QUEUE_DEPTH
+    held_rows = REMAP_ROWS
 
     def refusal(self, node, graph):
         if isinstance(node, Resize) and node.requant is not None:

@@ -21,7 +21,7 @@ from hwgen.backends.fpga import build_accelerator, to_verilog
 from hwgen.compiler import CompileOptions, compile_model
 from hwgen.fixed import Rounding
 from hwgen.fpga.outputs import assemble, hardware_graph
-from hwgen.fpga.plan import make_plan
+from hwgen.fpga.plan import BRANCH_WORDS, make_plan
 
 pytestmark = [pytest.mark.cosim, pytest.mark.skipif(shutil.which("verilator") is None,
                                                     reason="verilator not found on PATH (apt-get install verilator)")]
@@ -188,9 +188,11 @@ def _small_ssd() -> FloatNet:
     return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), (1, 3, 8, 8), "small SSD")
 
 
-def _blazeface_blocks() -> FloatNet:
+def _blazeface_blocks(size: int = 8) -> FloatNet:
     """BlazeFace's residual blocks: the skip path pads channels (and max-pools where the block
-    strides) before the add, so its fork branch must hold a whole tensor while the convolutions run."""
+    strides) before the add, so its fork branch must buffer while the convolutions run; then a
+    block whose skip goes straight to the add. At 8x8 the skip FIFOs hold whole tensors; at 48x48
+    they hold the rows the other path can hold (`plan._rows_behind`), fewer than the map has."""
     from onnx import TensorProto, helper
 
     b = _Builder(np.random.default_rng(7))
@@ -201,25 +203,34 @@ def _blazeface_blocks() -> FloatNet:
         return b.node("Conv", [x, b.const(w, "w"), b.const(b.rng.normal(0, 0.1, cout), "b")], pads=pads,
                       strides=[stride] * 2, group=groups)
 
-    x = b.node("Relu", [conv("input", 3, 4, 3)])                                  # 4 x 8 x 8
-    for cin, cout, stride in ((4, 6, 1), (6, 8, 2)):
+    x = b.node("Relu", [conv("input", 3, 4, 3)])                                  # 4 x size x size
+    for cin, cout, stride in ((4, 6, 1), (6, 8, 2), (8, 8, 1)):
         main = conv(conv(x, cin, cin, 3, stride, groups=cin), cin, cout)
         skip = x if stride == 1 else b.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2])
-        skip = b.node("Pad", [skip, b.int_const([0, 0, 0, 0, 0, cout - cin, 0, 0], "pads")], mode="constant")
+        if cout > cin:
+            skip = b.node("Pad", [skip, b.int_const([0, 0, 0, 0, 0, cout - cin, 0, 0], "pads")], mode="constant")
         x = b.node("Relu", [b.node("Add", [main, skip])])
+    shape = (1, 3, size, size)
     graph = helper.make_graph(b.nodes, "blazeface_blocks", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                                           (1, 3, 8, 8))],
+                                                                                           shape)],
                               [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DETECTOR_OPSET)], ir_version=8)
-    return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), (1, 3, 8, 8), "BlazeFace blocks")
+    return FloatNet(onnx.shape_inference.infer_shapes(model, strict_mode=True), shape, "BlazeFace blocks")
 
 
-@pytest.mark.parametrize("budget", [2, 32])
-def test_residual_paths_through_pads_and_pools(tmp_path, budget):
+@pytest.mark.parametrize("size, budget", [(8, 2), (8, 32), (48, 2), (48, 32)])
+def test_residual_paths_through_pads_and_pools(tmp_path, size, budget):
     path = tmp_path / "blocks.onnx"
-    onnx.save(quantize(_blazeface_blocks(), activation="int8", per_channel=True), path)
+    onnx.save(quantize(_blazeface_blocks(size), activation="int8", per_channel=True), path)
     compiled = compile_model(path)
     assert {"Pad", "MaxPool", "Add"} <= {n.op for n in compiled.graph.nodes}
+    plan = make_plan(compiled.graph, budget=budget)
+    graph = compiled.graph
+    skips = [b for b in plan.branches if b.words > BRANCH_WORDS]
+    whole = [graph.tensor(b.tensor).size // plan.layer(graph.producer(b.tensor).name).out_lanes + BRANCH_WORDS
+             for b in skips]
+    # the padded skip and the straight one (the pooled skip buffers in the pool's line buffer)
+    assert len(skips) == 2 and all((b.words == w) == (size == 8) for b, w in zip(skips, whole))
     check_random_inputs(compiled.graph, budget, 3)
 
 
