@@ -249,8 +249,8 @@ def _passes_on(node: Node, graph: Graph) -> bool:
     return len(node.inputs) == 1 and not u.on_engine and u.window(node, graph) is None and not u.held_rows
 
 
-def _join_reached(graph: Graph, tensor: str, node: Node) -> tuple[Node, str, bool] | None:
-    """(the join, the tensor it reads of this branch, straight) if a fork branch of `tensor` into
+def _join_reached(graph: Graph, tensor: str, node: Node) -> tuple[Node, str] | None:
+    """(the join, the tensor it reads of this branch) if a fork branch of `tensor` into
     `node` must buffer for a join (a node of several inputs): it reaches the join straight, or
     through units that pass words on (BlazeFace pads channels on its residual path) while the
     join's other input comes through a window or an engine, which delay it by rows. None: the
@@ -265,7 +265,7 @@ def _join_reached(graph: Graph, tensor: str, node: Node) -> tuple[Node, str, boo
         return None
     if not direct and all(_root(graph, t) == fork for t in node.inputs if t != tensor):
         return None
-    return node, tensor, direct
+    return node, tensor
 
 
 def _root(graph: Graph, tensor: str) -> str:
@@ -286,7 +286,7 @@ QUEUE_WORDS = 64
 SKIP_MARGIN_ROWS = 2
 
 
-def _rows_behind(graph: Graph, fork: str, join: Node, branch: str, direct: bool) -> int | None:
+def _rows_behind(graph: Graph, fork: str, join: Node, branch: str) -> int | None:
     """Rows of the forked map a skip branch must hold: everything the join's other inputs' paths
     back to the fork can hold before the join reads their first word (line buffers, row buffers,
     queues), in rows of the fork's map, plus a margin. With more, the fork always has room for
