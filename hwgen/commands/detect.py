@@ -10,6 +10,7 @@ from .. import api
 from ..compiler import compile_model
 from ..drawing import draw_detections
 from ..errors import InvalidOptionError
+from ..logs import NOTICE, get_logger
 from ..modelconfig import config_for
 from ..outdir import write_file
 from .options import (
@@ -21,6 +22,8 @@ from .options import (
     fpga_options,
     rvv_options,
 )
+
+log = get_logger("detect")
 
 
 def register(sub) -> None:
@@ -61,6 +64,8 @@ def detect(args: argparse.Namespace) -> int:
                                   rvv=rvv_options(args))
     for d in detections:
         print(json.dumps(d))
+    log.log(NOTICE, "%d detection(s) on %s (scores of at least %s)", len(detections), args.input,
+            config.detect.decode.min_score_thresh if config.detect else "?")
     if args.draw is not None:
         write_file(args.draw, draw_detections(args.input, detections), what="drawing")
     return 0
