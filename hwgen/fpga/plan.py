@@ -35,8 +35,8 @@ OLDER_PLAN_FORMATS = ("hwgen-fpga-plan/2",)  # one output: output_lanes a number
 #: interval, so the engines stay the bottleneck.
 RATE_MARGIN = 0.75
 
-#: Fork branches that feed a join (Add, Concat) straight from the fork wait for the other branch:
-#: their FIFO holds a whole tensor, enough for any branch. Other branches get this many words.
+#: Fork branches that feed a join (Add, Mul, Concat) wait for the other branch: their FIFO holds what
+#: that branch can hold (`_rows_behind`), at most the whole tensor. Other branches get this many words.
 BRANCH_WORDS = 2
 
 
