@@ -51,6 +51,15 @@ class Pipeline:
             self.chunks_at.append(c)
 
 
+def one_input_front(m: Module, unit, queue_depth: int, stages: int) -> tuple[OutputQueue, object, Pipeline]:
+    """The front of a pipelined one-input unit (`i`, `busy`, `otype`, `lanes`, `channels`): its output
+    queue, the input taken whenever the queue has room (`fire`), and a pipeline of `stages` stages."""
+    m.submodules.queue = queue = OutputQueue(word_layout(unit.otype, unit.lanes), queue_depth)
+    fire = unit.i.valid & queue.room
+    m.d.comb += [unit.i.ready.eq(queue.room), queue.reserve.eq(fire), unit.busy.eq(fire)]
+    return queue, fire, Pipeline(m, fire, unit.channels // unit.lanes, stages)
+
+
 class AddUnit(wiring.Component):
     """y = requant(a*x + b*y + bias), lane by lane, on two streams of the same shape."""
 
@@ -95,10 +104,7 @@ class RequantizeUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), ELEMENTWISE_QUEUE_DEPTH)
-        fire = self.i.valid & queue.room
-        m.d.comb += [self.i.ready.eq(queue.room), queue.reserve.eq(fire), self.busy.eq(fire)]
-        pipe = Pipeline(m, fire, self.channels // self.lanes, 1 + REQUANT_LATENCY)
+        queue, fire, pipe = one_input_front(m, self, ELEMENTWISE_QUEUE_DEPTH, 1 + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         bits = max(self.itype.bits, abs(self.zero_point).bit_length()) + 2
         for k in range(self.lanes):

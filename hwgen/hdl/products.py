@@ -18,7 +18,7 @@ from ..fpga.hardware import (
 )
 from ..ir import Requant
 from .arith import dsp_multiply
-from .elementwise import Pipeline, lane_requant
+from .elementwise import Pipeline, lane_requant, one_input_front
 from .streams import OutputQueue, element_shape, memory_attrs, word_layout, word_stream
 from .tables import channel_values, table
 
@@ -98,11 +98,7 @@ class AffineUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), ELEMENTWISE_QUEUE_DEPTH)
-        fire = self.i.valid & queue.room
-        m.d.comb += [self.i.ready.eq(queue.room), queue.reserve.eq(fire), self.busy.eq(fire)]
-        chunks = self.channels // self.lanes
-        pipe = Pipeline(m, fire, chunks, 2 + REQUANT_LATENCY)
+        queue, fire, pipe = one_input_front(m, self, ELEMENTWISE_QUEUE_DEPTH, 2 + REQUANT_LATENCY)
         m.d.comb += queue.w.valid.eq(pipe.valid[-1])
         signs = channel_values(self.signs, self.channels)
         offsets = channel_values(self.offsets, self.channels)
@@ -141,11 +137,7 @@ class LookupUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.queue = queue = OutputQueue(word_layout(self.otype, self.lanes), LOOKUP_QUEUE_DEPTH)
-        fire = self.i.valid & queue.room
-        m.d.comb += [self.i.ready.eq(queue.room), queue.reserve.eq(fire), self.busy.eq(fire)]
-        chunks = self.channels // self.lanes
-        pipe = Pipeline(m, fire, chunks, 1)
+        queue, fire, pipe = one_input_front(m, self, LOOKUP_QUEUE_DEPTH, 1)
         m.d.comb += queue.w.valid.eq(pipe.valid[1])
         per_channel = self.channel_tables or (0,) * self.channels
         bits = self.itype.bits
