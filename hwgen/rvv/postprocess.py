@@ -16,6 +16,7 @@ import onnx
 
 from ..detect import Detection, detect_outputs, score_of, size_of, ssd_anchors
 from ..errors import UnsupportedModelError
+from ..fixed import dequantize
 from ..ir import Graph
 from ..modelconfig import DetectConfig, NmsKind
 from .types import c_float
@@ -40,8 +41,7 @@ class DetectHead:
 
     def dequantized(self) -> np.ndarray:
         """Every integer value's float, as the host's DequantizeLinear computes it (float32)."""
-        q = np.arange(self.lo, self.hi + 1, dtype=np.int64)
-        return (q - self.zero_point).astype(np.float32) * self.scale
+        return dequantize(np.arange(self.lo, self.hi + 1), self.scale, self.zero_point)
 
 
 def dequantized_outputs(graph: Graph) -> dict[str, str]:
@@ -125,15 +125,14 @@ def detect_context(graph: Graph, outputs, config: DetectConfig, prefix: str, mod
 
 def python_detections(graph: Graph, core: dict[str, np.ndarray], config: DetectConfig) -> list[Detection]:
     """hwgen.detect on one sample of the integer core's outputs (by IR tensor), dequantized as the
-    host's DequantizeLinear does: float32(q - zero point) * float32(scale)."""
+    host's DequantizeLinear does (`fixed.dequantize`)."""
     made = dequantized_outputs(graph)
     onnx_of = {p.tensor: p.onnx_name for p in graph.output_ports}
     outputs = {}
     for name, q in core.items():
         if onnx_of.get(name) in made:
             t = graph.tensor(name)
-            outputs[made[onnx_of[name]]] = (np.asarray(q, dtype=np.int64) - t.zero_point).astype(np.float32) \
-                * np.float32(t.scale[0])
+            outputs[made[onnx_of[name]]] = dequantize(q, t.scale[0], t.zero_point)
     return detect_outputs(outputs, config)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..fixed import dequantize, quantize_float, type_for_range
 from ..ir import Graph
 from ..names import comment, unique_identifiers
 from .types import c_float
@@ -111,7 +112,7 @@ def reference(chain: TailChain, q: np.ndarray) -> np.ndarray:
     """What tail.c computes for one sample's core output `q` (flat, in element order)."""
     q = np.asarray(q, dtype=np.int64).reshape(-1, chain.row)
     if not chain.softmax:
-        y = (q - chain.zero_point).astype(np.float32) * chain.scale
+        y = dequantize(q, chain.scale, chain.zero_point)
     else:
         table = chain.exp_table()
         e = table[q - q.max(axis=1, keepdims=True) + (chain.hi - chain.lo)]
@@ -121,8 +122,8 @@ def reference(chain: TailChain, q: np.ndarray) -> np.ndarray:
         y = (e / total[:, None]).astype(np.float32)
     if chain.out_scale is None:
         return y.reshape(-1)
-    v = np.rint((y / chain.out_scale).astype(np.float32)).astype(np.int64) + chain.out_zero_point
-    return np.clip(v, chain.out_lo, chain.out_hi).reshape(-1)
+    return quantize_float(y, chain.out_scale, chain.out_zero_point,
+                          type_for_range(chain.out_lo, chain.out_hi)).reshape(-1)
 
 
 def tail_context(graph: Graph, chains: tuple[TailChain, ...], outputs, prefix: str, model: str) -> dict:
