@@ -144,7 +144,7 @@ class RtlAccelerator:
         out_words = self.mux.words_per_sample
         per_sample = max(self.expected_interval, in_words, out_words, 1)
         chunk = batch if trace_path is not None else max(1, min(batch, PROGRESS_CYCLES // per_sample))
-        limbs, cycles, seconds = [], 0, 0.0
+        limbs, tags, cycles, seconds = [], [], 0, 0.0
         latency, interval = None, None
         # room for a slow start (pipeline fill, reset) on top of the expected cycles
         budget = lambda n: 10 * per_sample * (n + 2) + 100_000  # noqa: E731
@@ -157,25 +157,24 @@ class RtlAccelerator:
             seconds += time.perf_counter() - begin
             cycles += result.cycles
             limbs.append(result.limbs)
+            tags.append(_tags(result.limbs, self.mux))
             if latency is None:
-                ends = self._sample_ends(result.limbs, result.out_cycles)
+                ends = self._sample_ends(tags[0], result.out_cycles)
                 latency = int(ends[0]) - int(result.in_cycles[0])
                 interval = _interval(ends)
             if progress is not None and batch > chunk:
                 done = min(batch, start + chunk)
                 progress(f"simulated {done}/{batch} samples, {cycles:,} cycles "
                          f"({cycles / max(seconds, 1e-9) / 1e6:.1f} M cycles/s)")
-        words = np.concatenate(limbs)
-        tags = _tags(words, self.mux)
+        words, tags = np.concatenate(limbs), np.concatenate(tags)
         outputs = {s.tensor: unpack_words(words[tags == k], s.dtype, s.lanes, s.shape)
                    for k, s in enumerate(self.mux.streams)}
         perf = self.model.perf()
         counters = {name: (perf >> (32 * k)) & 0xFFFF_FFFF for k, name in enumerate(self.counter_names)}
         return RtlRun(outputs, cycles, latency, interval, counters, seconds)
 
-    def _sample_ends(self, limbs: np.ndarray, out_cycles: np.ndarray) -> np.ndarray:
-        """The cycle of each sample's last output word (the latest over the outputs)."""
-        tags = _tags(limbs, self.mux)
+    def _sample_ends(self, tags: np.ndarray, out_cycles: np.ndarray) -> np.ndarray:
+        """The cycle of each sample's last output word (the latest over the outputs), from the words' tags."""
         ends = [out_cycles[tags == k][s.words_per_sample - 1::s.words_per_sample]
                 for k, s in enumerate(self.mux.streams)]
         return np.max(np.stack(ends), axis=0)
