@@ -117,6 +117,7 @@ class Variant:
     rounding: Store = Store.RNE
     x2: CType | None = None  # the second operand of add and mul
     index_bits: int = 0      # gather: the width of its byte offsets
+    w: CType | None = None   # weighted kernels: the stored weights' type (int8, or int16 if they need it)
 
     @property
     def name(self) -> str:
@@ -124,7 +125,8 @@ class Variant:
         tile = f"_t{self.tile}" if self.tile > 1 else ""
         rounding = f"_{self.rounding}" if not self.kind.bytes_only else ""
         index = f"_ix{self.index_bits}" if self.index_bits else ""
-        return f"hwgen_{self.kind}_{types}_m{self.lmul}{tile}{rounding}{index}"
+        weights = f"_w{self.w.bits}" if self.w is not None else ""
+        return f"hwgen_{self.kind}_{types}{weights}_m{self.lmul}{tile}{rounding}{index}"
 
     @property
     def raw(self) -> bool:

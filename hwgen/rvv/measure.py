@@ -48,6 +48,9 @@ def count(generated: Generated, inputs: Mapping[str, np.ndarray], *, flavour: Bu
     return Counts(flavour.name, vlen, per_layer, total, batch)
 
 
+_ELEMENT_BYTES = {f"{sign}int{bits}_t": bits // 8 for sign in ("", "u") for bits in (8, 16, 32)}
+
+
 def _number(x: float):
     return int(x) if float(x).is_integer() else round(float(x), 1)
 
@@ -56,7 +59,7 @@ def report_json(generated: Generated, macs: int, counts: Sequence[Counts], *, so
                 not_counted: str | None = None) -> dict:
     """The content of OUT/rvv/report.json: kernels, memory plan and instruction counts."""
     memory = generated.memory
-    weights = sum(len(a.values) * {"int16_t": 2}.get(a.ctype, 4) for layer in generated.layers for a in layer.arrays)
+    weights = sum(len(a.values) * _ELEMENT_BYTES[a.ctype] for layer in generated.layers for a in layer.arrays)
     by_vlen = {str(c.vlen): c for c in counts}
     layers = []
     for layer in generated.layers:

@@ -68,7 +68,7 @@ class CArray:
     """A constant array of model.c."""
 
     name: str
-    ctype: str      # int16_t, int32_t, uint32_t
+    ctype: str      # int8_t, int16_t, int32_t, uint32_t, ...
     values: tuple[int, ...]
     layout: str     # what the index means, for the comment
 
@@ -380,6 +380,14 @@ def _check_weights(node: Node, w: np.ndarray, bias: np.ndarray):
         _fail(node, "bias does not fit int32")
 
 
+def _weights(fn: str, weights: np.ndarray, layout: str) -> tuple[CArray, CType]:
+    """The weights as a C array of the narrowest type that holds them: int8 for 8-bit weights
+    (the kernels widen them in registers), int16 otherwise (checked by _check_weights)."""
+    fits8 = weights.size == 0 or (weights.min() >= -128 and weights.max() <= 127)
+    ctype = CType(8, True) if fits8 else CType(16, True)
+    return CArray(f"{fn}_weights", ctype.name, tuple(np.asarray(weights).reshape(-1).tolist()), layout), ctype
+
+
 def _output_and_rounding(graph: Graph, node: Conv2d | Dense, prefix: str):
     """(y type, rounding, requant params) of a multiply-accumulate node."""
     y = ctype_of(graph.tensor(node.output).dtype, f"output {node.output!r}", node)
@@ -407,8 +415,8 @@ def _plan_conv(graph: Graph, node: Conv2d, fn: str) -> tuple[str, Variant, tuple
             return _plan_depthwise_rows(fn, x, y, rounding, win, weights, node.bias, rq, xt.zero_point)
         # Vectorized over channels; weights [kh][kw][channel].
         lmul = depthwise_lmul(cin)
-        variant = Variant(Kind.DEPTHWISE, x, y, lmul, depthwise_tile(lmul, win.out_w), rounding)
-        wa = CArray(f"{fn}_weights", "int16_t", tuple(weights.reshape(-1).tolist()), "[kh][kw][channel]")
+        wa, wt = _weights(fn, weights, "[kh][kw][channel]")
+        variant = Variant(Kind.DEPTHWISE, x, y, lmul, depthwise_tile(lmul, win.out_w), rounding, w=wt)
         return Kind.DEPTHWISE, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
             win, wa, bias, rq, xt.zero_point, win.line_elements)
     one_pixel = (h, w_) == (1, 1) and (kh, kw) == (1, 1) and not any(node.pads)
@@ -422,9 +430,8 @@ def _plan_conv(graph: Graph, node: Conv2d, fn: str) -> tuple[str, Variant, tuple
     win = window(in_hw, cin_g, cin, cout_g, cout, (kh, kw), node.stride, node.dilation, node.pads)
     weights = node.weights.reshape(groups, cout_g, kh, kw, cin_g).transpose(0, 2, 3, 4, 1)
     lmul = acc_lmul(cout_g)
-    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, win.out_w), rounding)
-    wa = CArray(f"{fn}_weights", "int16_t", tuple(weights.reshape(-1).tolist()),
-                "[group][kh][kw][input channel][output channel]")
+    wa, wt = _weights(fn, weights, "[group][kh][kw][input channel][output channel]")
+    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, win.out_w), rounding, w=wt)
     return Kind.CONV, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
         win, wa, bias, rq, xt.zero_point, win.line_elements, groups, kh * kw * cin_g * cout_g)
 
@@ -436,8 +443,7 @@ def _plan_depthwise_rows(fn, x, y, rounding, win, weights, bias, rq, zero_point)
     c = win.out_c
     pattern = -(-ROWS_MAX_LANES // c) * c
     tile = lambda a: np.tile(np.asarray(a).reshape(-1, c), (1, pattern // c))  # noqa: E731
-    wa = CArray(f"{fn}_weights", "int16_t", tuple(tile(weights).reshape(-1).tolist()),
-                f"[kh][kw][lane]: channel lane % {c}")
+    wa, wt = _weights(fn, tile(weights), f"[kh][kw][lane]: channel lane % {c}")
     ba = CArray(f"{fn}_bias", "int32_t", tuple(tile(bias).reshape(-1).tolist()), f"[lane]: channel lane % {c}")
     if rq is not None and rq.per_channel:
         layout = f"[lane]: channel lane % {c}"
@@ -445,15 +451,15 @@ def _plan_depthwise_rows(fn, x, y, rounding, win, weights, bias, rq, zero_point)
                                             values=tuple(tile(rq.multiplier.values).reshape(-1).tolist()),
                                             layout=layout),
                      shift=replace(rq.shift, values=tuple(tile(rq.shift.values).reshape(-1).tolist()), layout=layout))
-    variant = Variant(Kind.DEPTHWISE_ROWS, x, y, 8, 1, rounding)
+    variant = Variant(Kind.DEPTHWISE_ROWS, x, y, 8, 1, rounding, w=wt)
     return Kind.DEPTHWISE_ROWS, variant, (wa, ba, *_requant_arrays(rq)), ConvArgs(
         win, wa, ba, rq, zero_point, win.line_elements, pattern=pattern)
 
 
 def _plan_dot(fn, x, y, rounding, weights: np.ndarray, bias: CArray, rq):
     cout, k = weights.shape
-    wa = CArray(f"{fn}_weights", "int16_t", tuple(weights.reshape(-1).tolist()), "[output][input]")
-    variant = Variant(Kind.DOT, x, y, 8, 1, rounding)
+    wa, wt = _weights(fn, weights, "[output][input]")
+    variant = Variant(Kind.DOT, x, y, 8, 1, rounding, w=wt)
     return Kind.DOT, variant, (wa, bias, *_requant_arrays(rq)), DotArgs(k, cout, wa, bias, rq)
 
 
@@ -472,8 +478,8 @@ def _plan_dense(graph: Graph, node: Dense, fn: str):
     # A fully connected layer is a 1x1 convolution over its rows; weights [input][output].
     win = window((1, rows), k, k, cout, cout, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0))
     lmul = acc_lmul(cout)
-    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, rows), rounding)
-    wa = CArray(f"{fn}_weights", "int16_t", tuple(node.weights.T.reshape(-1).tolist()), "[input][output]")
+    wa, wt = _weights(fn, node.weights.T, "[input][output]")
+    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, rows), rounding, w=wt)
     return Kind.CONV, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(win, wa, bias, rq, xt.zero_point, 0)
 
 
