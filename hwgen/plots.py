@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .errors import InvalidOptionError
-from .outdir import read_json, reading
+from .outdir import read_json, reading, write_file
 
-__all__ = ["report_plot", "bench_plot", "pareto_front"]
+__all__ = ["report_plot", "layers_plot", "bench_plot", "pareto_front", "check_path"]
 
 #: PNG metadata fixed, so the same data gives the same file.
 _METADATA = {"Software": None}
@@ -28,20 +29,38 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def check_path(path: str | Path) -> None:
+    """Refuse a plot file name hwgen cannot write (before any work)."""
+    path = Path(path)
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise InvalidOptionError(f"{path}: a plot is written as .png, .svg or .pdf")
-    fig.savefig(path, dpi=110, metadata=_METADATA if path.suffix.lower() == ".png" else None)
+    if path.is_dir():
+        raise InvalidOptionError(f"{path}: is a directory; give a file name for the plot")
+    if not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise InvalidOptionError(f"{path}: cannot write the plot: {path.parent} is not a directory")
+
+
+def _save(fig, path: Path) -> None:
+    check_path(path)
+    kind = path.suffix.lower()[1:]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=kind, dpi=110, metadata=_METADATA if kind == "png" else None)
+    write_file(path, buffer.getvalue(), what="plot")
 
 
 def report_plot(out_dir: str | Path, path: str | Path) -> None:
     """Per-layer panels of a compile output (the FPGA and RVV panels if those targets were compiled)."""
-    out, path = Path(out_dir), Path(path)
+    out = Path(out_dir)
     with reading(out / "report.json"):
         model = read_json(out / "report.json")
-    fpga = _optional(out / "fpga" / "report.json")
-    resources = _optional(out / "fpga" / "resources.json")
-    rvv = _optional(out / "rvv" / "report.json")
+    layers_plot(model, path, fpga=_optional(out / "fpga" / "report.json"),
+                resources=_optional(out / "fpga" / "resources.json"), rvv=_optional(out / "rvv" / "report.json"))
+
+
+def layers_plot(model: Mapping, path: str | Path, *, fpga: Mapping | None = None, resources: Mapping | None = None,
+                rvv: Mapping | None = None) -> None:
+    """Per-layer panels from report.json contents: the model's, and each target's if given."""
+    path = Path(path)
     plt = _pyplot()
     panels = 1 + (fpga is not None) * 2 + (resources is not None) + (rvv is not None and "per_inference" in rvv)
     fig, axes = plt.subplots(panels, 1, figsize=(10, 2.6 * panels), squeeze=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..devices import DEVICES
 from ..errors import HwgenError
 from ..experiments import Experiment, ExperimentTable, failed_row, markdown, run_experiment, sha256_of
-from ..plots import bench_plot
+from ..plots import bench_plot, check_path
 from ..progress import progress_bar
 from .options import HelpFormatter
 
@@ -74,6 +74,8 @@ def open_table(path: Path | None) -> ExperimentTable | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_path(args.plot)
     table = open_table(args.table)
     experiments = []
     for model, device, budget in itertools.product(args.models, args.devices or [None], args.multipliers or [None]):

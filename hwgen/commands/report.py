@@ -11,6 +11,7 @@ from .. import backends
 from ..compiler import Survey, compile_model, survey
 from ..errors import HwgenError, InvalidOptionError, UnsupportedModelError
 from ..outdir import reading, write_file
+from ..plots import check_path, layers_plot, report_plot
 from ..synth.accelerator import describe as describe_synthesis
 from .options import HelpFormatter, add_model_options, compile_options
 
@@ -22,12 +23,21 @@ def register(sub) -> None:
                        formatter_class=HelpFormatter)
     add_model_options(p, model_help="the quantized ONNX model, or a compile output directory OUT")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                   help="also draw it per layer: MACs; for OUT, the FPGA's cycles, utilization and resources and "
+                        "the RVV instructions (.png, .svg or .pdf)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:
+        check_path(args.plot)
     if args.model.is_dir():  # a compile output: the model's report and each target's
-        return _output_dir(args.model)
+        code = _output_dir(args.model)
+        if args.plot:
+            report_plot(args.model, args.plot)
+            print(f"wrote {args.plot}")
+        return code
     try:
         report = compile_model(args.model, compile_options(args)).report
     except UnsupportedModelError as error:  # say all that is missing, after the table of what is there
@@ -41,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_file(args.json, json.dumps(report.to_json(), indent=1) + "\n", what="JSON report")
     print(report.to_text())
+    if args.plot:
+        layers_plot(report.to_json(), args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import InvalidOptionError
 from ..experiments import markdown
-from ..plots import bench_plot
+from ..plots import bench_plot, check_path
 from ..progress import progress_bar
 from ..sweep import SWEEPABLE, SweepOptions, parse_set, points, run_sweep
 from .bench import add_experiment_options, base_experiment, open_table
@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidOptionError("a sweep needs --table T.csv: its rows and cache")
     if args.workers is not None and args.scheduler is not None:
         raise InvalidOptionError("give --workers (a local cluster) or --scheduler, not both")
+    if args.plot:
+        check_path(args.plot)
     table = open_table(args.table)
     experiments = points(base_experiment(args, args.model), [parse_set(s) for s in args.sets])
     options = SweepOptions(args.workers, args.scheduler, args.rerun)
