@@ -19,6 +19,7 @@ from . import budget
 from .errors import InvalidOptionError
 from .fixed import IntType
 from .ir import Graph, InputPort
+from .names import terminal
 from .outdir import write_file
 
 __all__ = ["load_inputs", "save_outputs", "check_output_path", "check_input"]
@@ -156,3 +157,22 @@ def save_outputs(path: str | Path, outputs: dict[str, np.ndarray]) -> None:
     else:
         np.savez(buffer, **outputs)
     write_file(path, buffer.getvalue(), what="output file")
+
+
+#: Outputs of at most this many values are printed whole; larger ones as a summary.
+PRINT_MAX_VALUES = 4096
+
+
+def format_outputs(outputs: dict[str, np.ndarray], saved_to: str | Path | None = None) -> str:
+    """The outputs as text: each whole (numpy's "..." never cuts one short), or, when it has more than
+    PRINT_MAX_VALUES values, its type, shape and range and where the values are (or how to get them)."""
+    lines = []
+    for name, y in outputs.items():
+        label = terminal(name)
+        if y.size <= PRINT_MAX_VALUES:
+            body = np.array2string(y, threshold=y.size + 1, max_line_width=120)
+            lines.append(f"{label}: {body}")
+        else:
+            where = f"all values in {saved_to}" if saved_to else "give --output Y.npz for all values"
+            lines.append(f"{label}: {y.dtype}{list(y.shape)}, {y.size:,} values in [{y.min()}, {y.max()}] ({where})")
+    return "\n".join(lines)

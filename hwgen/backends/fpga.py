@@ -38,7 +38,8 @@ from ..logs import NOTICE, get_logger
 from ..outdir import read_json, reading
 from ..render import render
 
-__all__ = ["FpgaOptions", "emit", "run_core", "describe", "load_output", "build_accelerator", "to_verilog", "measure",
+__all__ = ["FpgaOptions", "run_core_output",
+           "emit", "run_core", "describe", "load_output", "build_accelerator", "to_verilog", "measure",
            "report_files", "cycles_line"]
 
 log = get_logger("fpga")
@@ -104,9 +105,10 @@ def progress(prefix: str):
     return show
 
 
-def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace: bool = False, progress=None,
+def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace=None, progress=None,
                       cache_dir: Path | None = None):
-    """The Verilated accelerator of a hardware graph (`hardware_graph`) and its plan."""
+    """The Verilated accelerator of a hardware graph (`hardware_graph`) and its plan; `trace`: a
+    `sim.verilator.Trace` waveform format to compile in (None: no tracing)."""
     from ..sim.rtl import RtlAccelerator
 
     x = graph.tensor(graph.inputs[0])
@@ -127,7 +129,7 @@ class Output:
     concats: tuple[HostConcat, ...]
     plan: Plan
     manifest: dict
-    trace: bool = False
+    trace: object = None      # sim.verilator.Trace, or None
     progress: object = None
     _accelerator: object = None
 
@@ -147,7 +149,7 @@ class Output:
         return self._accelerator
 
 
-def load_output(root: str | Path, *, trace: bool = False, progress=None) -> Output:
+def load_output(root: str | Path, *, trace=None, progress=None) -> Output:
     root = Path(root)
     manifest_file = root / "fpga" / "manifest.json"
     if not manifest_file.is_file():
@@ -252,6 +254,15 @@ def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], options: FpgaOpt
     run = accelerator.run(x, progress=show)
     show(cycles_line(run, len(x), plan))
     return assemble(run.outputs, concats, compiled.graph)
+
+
+def run_core_output(out: Output, inputs: dict[str, np.ndarray], *, stall_prob: float = 0.0,
+                    trace_path: Path | None = None):
+    """The integer core on a compile output's Verilated accelerator (its Verilog as written, no
+    regeneration): (outputs in the model IR's tensors, the simulation run)."""
+    run = out.accelerator.run(inputs[out.graph.inputs[0]], stall_prob=stall_prob, trace_path=trace_path,
+                              progress=out.progress)
+    return assemble(run.outputs, out.concats, out.model), run
 
 
 def describe(out_dir: str | Path) -> str | None:

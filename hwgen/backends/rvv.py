@@ -30,7 +30,8 @@ from ..rvv.codegen import Generated, generate
 from ..rvv.postprocess import encode_detections, python_detections
 from ..sim import qemu
 
-__all__ = ["RvvOptions", "emit", "run_core", "describe", "generate_for", "test_inputs", "VLEN_CHOICES"]
+__all__ = ["RvvOptions", "emit", "run_core", "run_core_graph", "describe", "generate_for", "test_inputs",
+           "VLEN_CHOICES"]
 
 log = get_logger("rvv")
 
@@ -123,6 +124,16 @@ def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], options: RvvOpti
     log.info("rvv: ran %d sample(s) of %s at VLEN %d", next(iter(inputs.values())).shape[0],
              identifier(compiled.source.stem), options.vlen)
     return result.outputs
+
+
+def run_core_graph(graph: Graph, name: str, inputs: dict[str, np.ndarray],
+                   options: RvvOptions) -> dict[str, np.ndarray]:
+    """The integer core of an IR graph (a compile output's ir.json) as generated C under QEMU: the
+    C is generated from the IR again (fast, and identical to what compile wrote for it)."""
+    reason = _missing_tools()
+    if reason is not None:
+        raise ToolchainError(f"hwgen run --backend rvv needs clang-19 and qemu-riscv64: {reason}")
+    return program.run(generate(graph, name, name), inputs, vlen=options.vlen).outputs
 
 
 def describe(out_dir: Path) -> str | None:

@@ -1,16 +1,27 @@
-"""`hwgen run MODEL --input X [--backend golden|rtl|rvv]`: the model's outputs."""
+"""`hwgen run MODEL|OUT --input X [--backend golden|rtl|rvv] [--check]`: the model's outputs.
+
+Given a compile output OUT instead of a model, it runs what was compiled: the IR of OUT/ir.json,
+and for rtl the Verilog of OUT/fpga as written (nothing is generated again)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .. import api
-from ..arrays import check_output_path, load_inputs, save_outputs
+from .. import api, golden, irjson
+from ..arrays import check_output_path, format_outputs, load_inputs, save_outputs
+from ..backends.fpga import load_output, progress, run_core_output
+from ..backends.rvv import run_core_graph
 from ..compiler import compile_model
-from ..images import is_image
+from ..errors import InvalidOptionError
+from ..fixed import MULTIPLIER_BITS, Rounding
+from ..images import is_image, load_image
+from ..ir import Graph
+from ..modelconfig import load_config
+from ..outdir import reading
 from .options import (
     HelpFormatter,
     add_fpga_options,
@@ -24,8 +35,10 @@ from .options import (
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a model on inputs (golden model or generated code)",
+                       description="Run MODEL.onnx, or a compile output directory OUT (what was compiled, "
+                                   "reused: nothing is generated again), on inputs.",
                        formatter_class=HelpFormatter)
-    add_model_options(p)
+    add_model_options(p, model_help="the quantized ONNX model, or a compile output directory OUT")
     p.add_argument("--input", type=Path, required=True, metavar="X",
                    help="input array (.npy), arrays named as the model's inputs (.npz), or an image (.png, .jpg, "
                         ".bmp, ...: made into the input as the model's config file says)")
@@ -35,23 +48,85 @@ def register(sub) -> None:
                    help="where to save the outputs (.npy; an .npz of arrays named as the outputs)")
     p.add_argument("--backend", choices=list(api.BACKENDS), default="golden",
                    help="golden: the reference model; rtl: Verilator simulation; rvv: RISC-V under QEMU")
+    p.add_argument("--check", action="store_true",
+                   help="also run the golden model and say whether the backend's outputs equal it, bit for bit "
+                        "(exit 1 if not)")
     add_fpga_options(p, compiling=False)
     add_rvv_options(p, compiling=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    compiled = compile_model(args.model, compile_options(args))
+    if args.check and args.backend == "golden":
+        raise InvalidOptionError("--check compares a backend (--backend rtl or rvv) with the golden model")
+    if args.model.is_dir():
+        graph, feeds, outputs = _run_output_dir(args)
+    else:
+        compiled = compile_model(args.model, compile_options(args))
+        graph = compiled.graph
+        if args.output is not None:
+            check_output_path(args.output, list(graph.model_outputs))
+        if is_image(args.input):
+            feeds, _ = api.image_input(compiled, args.input, args.config)
+        else:
+            feeds = load_inputs(args.input, graph)
+        outputs = api.run_outputs(compiled, feeds, args.backend, fpga=fpga_options(args), rvv=rvv_options(args))
     if args.output is not None:
-        check_output_path(args.output, list(compiled.graph.model_outputs))
-    if is_image(args.input):
-        feeds, _ = api.image_input(compiled, args.input, args.config)
-    else:
-        feeds = load_inputs(args.input, compiled.graph)
-    outputs = api.run_outputs(compiled, feeds, args.backend, fpga=fpga_options(args), rvv=rvv_options(args))
-    if args.output is None:
-        for name, y in outputs.items():
-            print(f"{name}: {np.array2string(y, threshold=64)}")
-    else:
         save_outputs(args.output, outputs)
+    print(format_outputs(outputs, args.output))
+    if args.check:
+        return _check(graph, feeds, args.backend, outputs)
+    return 0
+
+
+def _run_output_dir(args: argparse.Namespace) -> tuple[Graph, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    out = args.model
+    if not (out / "ir.json").is_file():
+        raise InvalidOptionError(f"{out}: not a hwgen compile output (no ir.json)")
+    if args.rounding != Rounding.RNE.value or args.multiplier_bits != MULTIPLIER_BITS:
+        raise InvalidOptionError(f"{out}: --rounding and --multiplier-bits were fixed when it was compiled")
+    if args.fpga_multipliers is not None or args.fpga_folds or args.fpga_device is not None:
+        raise InvalidOptionError(f"{out}: its accelerator was folded when it was compiled; compile again to change it")
+    with reading(out / "ir.json"):
+        graph = irjson.load(out / "ir.json")
+    if args.output is not None:
+        check_output_path(args.output, list(graph.model_outputs))
+    feeds = _image_feeds(graph, args) if is_image(args.input) else load_inputs(args.input, graph)
+    core = None
+    if args.backend == "rtl":
+        loaded = load_output(out, progress=progress("rtl"))
+        core = lambda inputs: run_core_output(loaded, inputs)[0]  # noqa: E731
+    elif args.backend == "rvv":
+        core = lambda inputs: run_core_graph(graph, graph.name, inputs, rvv_options(args))  # noqa: E731
+    return graph, feeds, golden.run_model(graph, feeds, core=core)
+
+
+def _image_feeds(graph: Graph, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """An image as the input of a compile output: its preprocessing from --config."""
+    if args.config is None:
+        raise InvalidOptionError(f"{args.model}: give --config CONFIG.json (the model's config file) to run it on an "
+                                 "image")
+    config = load_config(args.config)
+    if config.image is None:
+        raise InvalidOptionError(f"{args.config}: no 'image' section: hwgen does not know how the model wants its "
+                                 "images")
+    ports = {p.onnx_name: p for p in graph.input_ports}
+    name = config.image.input or (next(iter(ports)) if len(ports) == 1 else None)
+    if name not in ports:
+        raise InvalidOptionError(f"{args.config}: image.input must name one of the inputs "
+                                 + ", ".join(map(repr, ports)))
+    x, _ = load_image(args.input, ports[name], config.image)
+    return {name: x}
+
+
+def _check(graph: Graph, feeds: dict[str, np.ndarray], backend: str, outputs: dict[str, np.ndarray]) -> int:
+    expected = golden.run_model(graph, feeds)
+    differ = sum(int(np.count_nonzero(outputs[k] != y)) for k, y in expected.items())
+    total = sum(y.size for y in expected.values())
+    samples = graph.input_ports[0].batch_of(np.asarray(feeds[graph.input_ports[0].onnx_name]))
+    if differ:
+        print(f"hwgen: run: MISMATCH: {differ} of {total} output values of {backend} differ from the golden model",
+              file=sys.stderr)
+        return 1
+    print(f"hwgen: run: {samples} sample(s) on {backend} equal to the golden model, bit for bit", file=sys.stderr)
     return 0

@@ -9,12 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
-from ..arrays import load_inputs
-from ..backends.fpga import cycles_line, load_output, measure, progress, report_files, require_verilator
+from ..arrays import check_output_path, format_outputs, load_inputs, save_outputs
+from ..backends.fpga import (
+    cycles_line,
+    load_output,
+    measure,
+    progress,
+    report_files,
+    require_verilator,
+    run_core_output,
+)
 from ..errors import InvalidOptionError
-from ..fpga.outputs import assemble
 from ..fpga.report import report_from_json
 from ..outdir import read_json, reading, update_files
+from ..sim.verilator import Trace
 from .options import HelpFormatter
 
 
@@ -24,7 +32,10 @@ def register(sub) -> None:
     p.add_argument("out", type=Path, metavar="OUT", help="a directory written by hwgen compile --target fpga")
     p.add_argument("--input", type=Path, required=True, metavar="X.npy",
                    help="input array (.npy) in the model's ONNX layout, or arrays named as its inputs (.npz)")
-    p.add_argument("--trace", type=Path, default=None, metavar="OUT.fst", help="write an FST waveform")
+    p.add_argument("--trace", type=Path, default=None, metavar="WAVES.fst|.vcd",
+                   help="write a waveform: FST, or VCD if the name ends in .vcd")
+    p.add_argument("--output", type=Path, default=None, metavar="Y.npy",
+                   help="save the outputs (.npy; an .npz of arrays named as the outputs)")
     p.add_argument("--stall", type=float, default=0.0, metavar="P",
                    help="stall both streams at random with probability P (0 <= P < 1)")
     p.set_defaults(func=run)
@@ -34,25 +45,29 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.stall < 1.0:
         raise InvalidOptionError(f"--stall must be in [0, 1), not {args.stall}")
     require_verilator()
+    if args.trace is not None and not (args.trace.parent if str(args.trace.parent) else Path(".")).is_dir():
+        raise InvalidOptionError(f"{args.trace}: cannot write the waveform: {args.trace.parent} is not a directory")
     show = progress("sim")
-    out = load_output(args.out, trace=args.trace is not None, progress=show)
+    out = load_output(args.out, trace=Trace.for_path(args.trace) if args.trace else None, progress=show)
     graph = out.model
+    if args.output is not None:
+        check_output_path(args.output, list(graph.model_outputs))
     feeds = load_inputs(args.input, graph)
     captured = {}
 
     def core(inputs):
-        run = out.accelerator.run(inputs[graph.inputs[0]], stall_prob=args.stall, trace_path=args.trace,
-                                  progress=show)
-        captured["run"], captured["inputs"] = run, inputs
-        return assemble(run.outputs, out.concats, graph)
+        outputs, captured["run"] = run_core_output(out, inputs, stall_prob=args.stall, trace_path=args.trace)
+        captured["inputs"] = inputs
+        return outputs
 
     rtl = golden.run_model(graph, feeds, core=core)
     run, inputs = captured["run"], captured["inputs"]
     expected = golden.run_graph(out.graph, inputs)
     samples = len(inputs[graph.inputs[0]])
     show(cycles_line(run, samples, out.plan))
-    for name, y in rtl.items():
-        print(f"{name}: {np.array2string(y, threshold=64)}")
+    if args.output is not None:
+        save_outputs(args.output, rtl)
+    print(format_outputs(rtl, args.output))
     bad = sum(int(np.count_nonzero(run.outputs[name] != y)) for name, y in expected.items())
     if bad:
         total = sum(y.size for y in expected.values())

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..backends.fpga import load_output
-from ..devices import DEVICES
+from ..devices import DEVICES, DoesNotFitError, Family
 from ..errors import InvalidOptionError
 from ..fpga.plan import engine_programs
 from ..fpga.report import report_from_json
@@ -52,6 +52,8 @@ def register(sub) -> None:
     p.add_argument("--placer", choices=PLACERS, default=None,
                    help="nextpnr's placer for --device (default: the device's, heap on iCE40 and static on ECP5)")
     p.add_argument("--baud", type=int, default=115_200, help="UART rate for --board")
+    p.add_argument("--no-fit-check", dest="fit_check", action="store_false",
+                   help="run the tools even when hwgen's estimate says the accelerator does not fit the device")
     p.add_argument("--fifo-bytes", type=int, default=None, metavar="N",
                    help="RX FIFO of the --board bridge, in bytes (default: 2048); no byte is lost if one input "
                         "tensor fits")
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if not acc.verilog.is_file():
         raise InvalidOptionError(f"{acc.verilog}: no such Verilog file")
     target = args.device or args.board
+    if args.out.is_dir() and args.fit_check:
+        _check_fit(args.out, args.device or _board_device(args.board))
     out_dir = OutputDir.prepare(args.output or base / target, what="synthesis directory")
     with out_dir.in_place():
         result = _run(args, acc, out_dir.path)
@@ -104,17 +108,47 @@ def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
     return result
 
 
-def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
-    """The report with hwgen's resource estimate for the device and the accelerator's interval
-    (measured in co-simulation if `hwgen sim` or --measure ran, else the plan's)."""
+def _estimate(out: Path, device: str):
+    """hwgen's resource estimate of OUT's accelerator on the device (None without ir.json)."""
     if not (out / "ir.json").is_file():
-        return report
+        return None
     compiled = load_output(out)
     dev = DEVICES[device]
     fitted_for = compiled.manifest.get("device")
     same_family = fitted_for is not None and DEVICES[fitted_for].family is dev.family
-    est = estimate(compiled.graph, compiled.plan, engine_programs(compiled.graph, compiled.plan), dev,
-                   placement=None if same_family else {})
+    return estimate(compiled.graph, compiled.plan, engine_programs(compiled.graph, compiled.plan), dev,
+                    placement=None if same_family else {})
+
+
+def _board_device(board: str) -> str:
+    from ..synth.board import BOARDS
+
+    return BOARDS[board].device
+
+
+def _check_fit(out: Path, device: str) -> None:
+    """Refuse, in seconds rather than after minutes of yosys and nextpnr, an accelerator whose
+    estimated DSPs or block RAMs (counted exactly) or logic exceed the device."""
+    est = _estimate(out, device)
+    if est is None:
+        return
+    dev = DEVICES[device]
+    logic = "logic cells" if dev.family is Family.ICE40 else "LUT4s"
+    for label, need, have in (("DSPs", est.dsp, dev.dsps), ("block RAMs", est.bram, dev.brams),
+                              (logic, est.logic, dev.logic)):
+        if need > have:
+            error = DoesNotFitError(dev, label, need, have, " by hwgen's estimate")
+            raise InvalidOptionError(f"{out}: {error}; compile with --device {device} for the fastest folding that "
+                                     "fits, or a smaller --multipliers (--no-fit-check runs the tools anyway)")
+
+
+def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
+    """The report with hwgen's resource estimate for the device and the accelerator's interval
+    (measured in co-simulation if `hwgen sim` or --measure ran, else the plan's)."""
+    est = _estimate(out, device)
+    if est is None:
+        return report
+    compiled = load_output(out)
     interval = compiled.plan.interval
     cycles = compiled.fpga / "report.json"
     if cycles.is_file():

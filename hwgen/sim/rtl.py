@@ -19,7 +19,7 @@ import numpy as np
 
 from ..fixed import IntType
 from ..fpga.outputs import OutputMux
-from .verilator import StreamModel, build
+from .verilator import StreamModel, Trace, build
 
 __all__ = ["pack_words", "unpack_words", "RtlRun", "RtlAccelerator", "PROGRESS_CYCLES"]
 
@@ -129,7 +129,8 @@ class RtlAccelerator:
         self.expected_interval = expected_interval
 
     @classmethod
-    def build(cls, verilog: str, top: str, *, trace: bool = False, progress: Callable[[str], None] | None = None,
+    def build(cls, verilog: str, top: str, *, trace: Trace | bool | None = None,
+              progress: Callable[[str], None] | None = None,
               cache_dir: Path | None = None, **formats) -> RtlAccelerator:
         model = build(verilog, top, trace=trace, progress=progress, cache_dir=cache_dir)
         return cls(model, **formats)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import enum
 import functools
 import hashlib
 import importlib.metadata
@@ -51,10 +52,29 @@ if TYPE_CHECKING:
     import pyverilator
 
 __all__ = [
-    "ToolchainError", "SimulationError",
+    "ToolchainError", "SimulationError", "Trace",
     "build", "StreamModel", "StreamResult", "PyVerilatorStream",
     "default_cache_dir", "to_limbs", "from_limbs",
 ]
+
+
+class Trace(enum.StrEnum):
+    """The waveform format a build can write: FST (compact, GTKWave and Surfer) or VCD (every viewer)."""
+
+    FST = "fst"
+    VCD = "vcd"
+
+    @classmethod
+    def of(cls, trace: Trace | bool | None) -> Trace | None:
+        """`trace=True` means FST, as before VCD was offered."""
+        if trace is True:
+            return cls.FST
+        return trace or None
+
+    @classmethod
+    def for_path(cls, path: str | Path) -> Trace:
+        """The format a waveform file's name asks for: .vcd, else FST."""
+        return cls.VCD if Path(path).suffix.lower() == ".vcd" else cls.FST
 
 logger = logging.getLogger(__name__)
 
@@ -321,8 +341,8 @@ class StreamModel:
         ``words_in``: see :func:`to_limbs`. With ``stall_prob > 0``, each cycle the input is
         withheld between words and ``o.ready`` is dropped, each with that probability, from a
         generator seeded by ``stall_seed`` (default 0). ``max_cycles`` defaults to
-        100000 + 1000 per word. ``trace_path`` writes an FST waveform (needs
-        ``build(..., trace=True)``). Raises :class:`SimulationError` on a timeout or a stream
+        100000 + 1000 per word. ``trace_path`` writes a waveform in the format the
+        build traces (needs ``build(..., trace=...)``). Raises :class:`SimulationError` on a timeout or a stream
         protocol violation by the design.
         """
         limbs_in = to_limbs(words_in, self.in_width)
@@ -503,10 +523,10 @@ def _check_ports(top: str, ports: dict[str, tuple[str, str, int]]) -> None:
                        top, extra)
 
 
-def _render_harness(top: str, ports: dict[str, tuple[str, str, int]], trace: bool) -> str:
+def _render_harness(top: str, ports: dict[str, tuple[str, str, int]], trace: Trace | None) -> str:
     in_width, out_width = ports["i__payload"][2], ports["o__payload"][2]
     return render("verilator", HARNESS_TEMPLATE, dict(
-        generator="hwgen.sim.verilator", abi_version=ABI_VERSION, top=top, trace=trace,
+        generator="hwgen.sim.verilator", abi_version=ABI_VERSION, top=top, trace=str(trace or ""),
         in_width=in_width, out_width=out_width,
         in_limbs=_limb_count(in_width), out_limbs=_limb_count(out_width),
         ports={"i_payload": ports["i__payload"][1], "i_valid": ports["i__valid"][1],
@@ -542,12 +562,13 @@ def _make_progress(top: str, progress: ProgressCallback | None) -> ProgressCallb
     return report
 
 
-def build(verilog: str | Path, top: str, *, trace: bool = False, cache_dir: Path | None = None,
+def build(verilog: str | Path, top: str, *, trace: Trace | bool | None = None, cache_dir: Path | None = None,
           jobs: int | None = None, progress: ProgressCallback | None = None) -> StreamModel:
     """Verilates ``verilog`` with the stream harness and loads it as a :class:`StreamModel`.
 
     ``verilog`` is Verilog text (str) or a file (Path); ``top`` names its top module.
-    ``trace=True`` compiles FST tracing in (slower build and simulation). Builds are cached
+    ``trace`` compiles waveform tracing in (Trace.FST or Trace.VCD; True is FST): slower build
+    and simulation. Builds are cached
     in ``cache_dir`` (default :func:`default_cache_dir`), keyed by the Verilog text, the
     harness template, the flags and the Verilator version: a second build is a lookup
     (``model.cached`` is True). ``progress`` receives one line per build step, as the log.
@@ -557,7 +578,8 @@ def build(verilog: str | Path, top: str, *, trace: bool = False, cache_dir: Path
     _check_top(top)
     verilator = _require_verilator()
     template_text = template_source("verilator", HARNESS_TEMPLATE)
-    flags = [*VERILATOR_FLAGS, *(["--trace-fst"] if trace else [])]
+    trace = Trace.of(trace)
+    flags = [*VERILATOR_FLAGS, *({Trace.FST: ["--trace-fst"], Trace.VCD: ["--trace"]}[trace] if trace else [])]
     key = _cache_key(text, top, template_text, " ".join(flags), " ".join(MAKE_FLAGS),
                      str(ABI_VERSION), _tool_version(verilator))
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir("verilator")
@@ -594,7 +616,7 @@ def build(verilog: str | Path, top: str, *, trace: bool = False, cache_dir: Path
         for intermediate in (staging / "obj").glob("*.[oa]"):
             intermediate.unlink()
         manifest = {
-            "top": top, "trace": trace, "flags": flags, "make_flags": list(MAKE_FLAGS),
+            "top": top, "trace": str(trace or ""), "flags": flags, "make_flags": list(MAKE_FLAGS),
             "verilator": _tool_version(verilator), "abi_version": ABI_VERSION,
             "ports": {name: {"direction": d, "member": m, "width": w}
                       for name, (d, m, w) in ports.items()},
