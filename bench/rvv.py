@@ -71,6 +71,7 @@ def measure_model(path: Path) -> dict:
             raise AssertionError(f"{path.name}: the {flavour.name} build differs from the golden model at VLEN {vlen}")
         counts[flavour.name, vlen] = measure.count(generated, inputs, flavour=flavour, vlen=vlen, binary=binary)
     return dict(name=path.stem, macs=compiled.report.totals["macs"], counts=counts, generated=generated,
+                graph=compiled.graph,
                 samples=len(next(iter(inputs.values()))))
 
 
@@ -93,12 +94,16 @@ def print_model_tables(results: list[dict]) -> None:
                   f"{scalar:13,.0f} {scalar / macs:6.2f} {auto:12,.0f} {auto / macs:6.3f} "
                   f"{scalar / rvv:9.1f}x {auto / rvv:10.1f}x")
     print()
-    print(f"{'model':34s} {'scratch bytes':>14s} {'live peak':>10s} {'constants':>10s} {'samples':>8s}")
+    print("Memory: the scratch arena, and the constants (weights, biases, requantization parameters, tables)\n"
+          "against the weights at their bit width plus 4 bytes per bias:\n")
+    print(f"{'model':34s} {'scratch bytes':>14s} {'live peak':>10s} {'constants':>10s} {'w+4/bias':>10s} "
+          f"{'ratio':>6s} {'samples':>8s}")
     for r in results:
         m = r["generated"].memory
-        constants = sum(len(a.values) * (2 if a.ctype == "int16_t" else 4) for layer in r["generated"].layers
-                        for a in layer.arrays)
-        print(f"{r['name']:34s} {m.scratch_bytes:14,d} {m.live_peak:10,d} {constants:10,d} {r['samples']:8d}")
+        constants = measure.constant_bytes(r["generated"])
+        params = measure.parameter_bytes(r["graph"])
+        print(f"{r['name']:34s} {m.scratch_bytes:14,d} {m.live_peak:10,d} {constants:10,d} {params:10,d} "
+              f"{constants / params:6.3f} {r['samples']:8d}")
 
 
 def print_layers(r: dict) -> None:

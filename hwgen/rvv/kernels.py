@@ -24,7 +24,7 @@ VLEN_MIN = 128
 #: Pixels per tile of the convolution kernels, by accumulator LMUL: as many int32
 #: accumulator groups as fit beside the weight vector and the requantization
 #: temporaries in 32 vector registers.
-_CONV_TILE = {1: 8, 2: 8, 4: 4, 8: 3}
+_CONV_TILE = {1: 8, 2: 16, 4: 4, 8: 3}
 _DEPTHWISE_TILE = {1: 8, 2: 6, 4: 3}
 
 

@@ -51,6 +51,25 @@ def count(generated: Generated, inputs: Mapping[str, np.ndarray], *, flavour: Bu
 _ELEMENT_BYTES = {f"{sign}int{bits}_t": bits // 8 for sign in ("", "u") for bits in (8, 16, 32)}
 
 
+def constant_bytes(generated: Generated) -> int:
+    """Bytes of model.c's constant arrays: weights, biases, requantization parameters, tables."""
+    return sum(len(a.values) * _ELEMENT_BYTES[a.ctype] for layer in generated.layers for a in layer.arrays)
+
+
+def parameter_bytes(graph) -> int:
+    """What the weights and biases need at least: each weight tensor at its bit width (whole bytes:
+    int8 or int16) and 4 bytes per bias."""
+    total = 0
+    for node in graph.nodes:
+        w = getattr(node, "weights", None)
+        if w is not None and w.size:
+            total += w.size * (1 if w.min() >= -128 and w.max() <= 127 else 2)
+        b = getattr(node, "bias", None)
+        if isinstance(b, np.ndarray):
+            total += 4 * b.size
+    return total
+
+
 def _number(x: float):
     return int(x) if float(x).is_integer() else round(float(x), 1)
 
@@ -59,7 +78,7 @@ def report_json(generated: Generated, macs: int, counts: Sequence[Counts], *, so
                 not_counted: str | None = None) -> dict:
     """The content of OUT/rvv/report.json: kernels, memory plan and instruction counts."""
     memory = generated.memory
-    weights = sum(len(a.values) * _ELEMENT_BYTES[a.ctype] for layer in generated.layers for a in layer.arrays)
+    weights = constant_bytes(generated)
     by_vlen = {str(c.vlen): c for c in counts}
     layers = []
     for layer in generated.layers:
