@@ -62,14 +62,15 @@ def test_planning_imports_no_hardware_tools():
 #: cli -> backends -> compiler -> frontend / passes / golden -> ir -> fixed.
 LAYERS = (
     ("hwgen.version", "hwgen.fixed", "hwgen.errors", "hwgen.names", "hwgen.budget", "hwgen.logs", "hwgen.modelconfig"),
-    ("hwgen.ir", "hwgen.devices", "hwgen.outdir", "hwgen.render"),
+    ("hwgen.ir", "hwgen.devices", "hwgen.outdir", "hwgen.render", "hwgen.progress"),
     ("hwgen.frontend", "hwgen.passes", "hwgen.golden", "hwgen.report", "hwgen.irjson", "hwgen.arrays",
-     "hwgen.images", "hwgen.detect", "hwgen.drawing"),
+     "hwgen.images", "hwgen.detect", "hwgen.drawing", "hwgen.plots"),
     ("hwgen.compiler", "hwgen.reference"),
     ("hwgen.fpga", "hwgen.rvv", "hwgen.sim"),
     ("hwgen.hdl", "hwgen.synth"),
     ("hwgen.backends",),
     ("hwgen.api",),
+    ("hwgen.experiments", "hwgen.sweep"),
     ("hwgen.console", "hwgen.commands", "hwgen.cli"),
     ("hwgen",),
 )
