@@ -28,7 +28,7 @@ from .. import irjson
 from ..compiler import Compiled
 from ..devices import DEVICES
 from ..errors import InvalidOptionError, ToolchainError
-from ..fpga.fit import Fit, fit_budget, fit_device, resources_text
+from ..fpga.fit import Fit, default_fit_note, fit_budget, fit_device, resources_text
 from ..fpga.manifest import load_plan, manifest
 from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
@@ -44,6 +44,8 @@ __all__ = ["FpgaOptions", "run_core_output",
 
 log = get_logger("fpga")
 
+#: The device a compile without --device is checked against (it is only a note: nothing is refused).
+DEFAULT_DEVICE = "ice40-up5k"
 MEASURE_SAMPLES = 4  # inferences back to back for `measure` (the steady state shows from the second)
 
 
@@ -210,6 +212,8 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     plan = plan_for(graph, options, fit)
     if fit is not None:
         log.log(NOTICE, "fpga: %s", fit.summary())
+    else:  # the iCE40 UP5K is the smallest device hwgen knows: say whether it fits, and how to make it
+        log.log(NOTICE, "fpga: %s", default_fit_note(graph, plan, DEVICES[DEFAULT_DEVICE]))
     verilog = to_verilog(graph, plan)
     verilog_file = f"{plan.top}.v"
     files: dict[str, str] = {verilog_file: verilog}

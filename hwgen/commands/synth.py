@@ -14,8 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..backends.fpga import load_output
-from ..devices import DEVICES, DoesNotFitError, Family
+from ..devices import DEVICES, DoesNotFitError
 from ..errors import InvalidOptionError
+from ..fpga.fit import overflows
 from ..fpga.plan import engine_programs
 from ..fpga.report import report_from_json
 from ..fpga.resources import estimate
@@ -133,13 +134,12 @@ def _check_fit(out: Path, device: str) -> None:
     if est is None:
         return
     dev = DEVICES[device]
-    logic = "logic cells" if dev.family is Family.ICE40 else "LUT4s"
-    for label, need, have in (("DSPs", est.dsp, dev.dsps), ("block RAMs", est.bram, dev.brams),
-                              (logic, est.logic, dev.logic)):
-        if need > have:
-            error = DoesNotFitError(dev, label, need, have, " by hwgen's estimate")
-            raise InvalidOptionError(f"{out}: {error}; compile with --device {device} for the fastest folding that "
-                                     "fits, or a smaller --multipliers (--no-fit-check runs the tools anyway)")
+    found = overflows(est, dev, margin=1.0)
+    if found:
+        name, need, have = found[0]
+        error = DoesNotFitError(dev, name, need, have, " by hwgen's estimate")
+        raise InvalidOptionError(f"{out}: {error}; compile with --device {device} for the fastest folding that "
+                                 "fits, or a smaller --multipliers (--no-fit-check runs the tools anyway)")
 
 
 def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:

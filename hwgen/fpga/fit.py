@@ -28,7 +28,8 @@ from ..ir import Graph
 from .plan import WINDOW_SLACK_ROWS, Plan, engine_programs, make_plan
 from .resources import Estimate, bram_blocks, estimate, lane_in_dsp, memories, place_memories
 
-__all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice"]
+__all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice",
+           "overflows", "default_fit_note"]
 
 #: Logic and flip-flops the estimate may use, as a fraction of the device's.
 LOGIC_MARGIN = 0.85
@@ -68,6 +69,17 @@ class Fit:
                 "logic_margin": LOGIC_MARGIN, "estimate": self.estimate.to_json()}
 
 
+def default_fit_note(graph: Graph, plan: Plan, device: Device) -> str:
+    """For a compile without --device: whether the plan fits `device` by the estimate, and if not,
+    which option makes one that does."""
+    found = overflows(estimate(graph, plan, engine_programs(graph, plan), device), device)
+    if not found:
+        return f"no --device given; this folding fits {device.name} by hwgen's estimate"
+    what = ", ".join(f"{need:,} {name} of {have:,}" for name, need, have in found)
+    return (f"no --device given; this folding does not fit {device.name} by hwgen's estimate ({what}): "
+            f"--device {device.name} picks the fastest folding that fits")
+
+
 def budget_ladder(limit: int = MAX_BUDGET) -> list[int]:
     """1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, ...: 2**k times 4/4, 5/4, 6/4 and 7/4,
     so steps are at most a third (numbers with small factors, which divide channel counts)."""
@@ -75,10 +87,11 @@ def budget_ladder(limit: int = MAX_BUDGET) -> list[int]:
     return sorted(b for b in ladder if 1 <= b <= limit)
 
 
-def _overflows(e: Estimate, device: Device) -> list[tuple[str, int, int]]:
-    """(resource, need, have) for every resource the estimate exceeds."""
-    logic_cap = int(device.logic * LOGIC_MARGIN)
-    ff_cap = int(device.ffs * LOGIC_MARGIN)
+def overflows(e: Estimate, device: Device, margin: float = LOGIC_MARGIN) -> list[tuple[str, int, int]]:
+    """(resource, need, have) for every resource the estimate exceeds; logic and flip-flops may use
+    `margin` of the device (DSPs and block RAMs are counted: all of them)."""
+    logic_cap = int(device.logic * margin)
+    ff_cap = int(device.ffs * margin)
     checks = [("DSPs", e.dsp, device.dsps), ("block RAMs", e.bram, device.brams),
               ("logic cells" if device.family is Family.ICE40 else "LUT4s", e.cells, logic_cap),
               ("flip-flops", e.ff, ff_cap)]
@@ -160,7 +173,7 @@ def _scan(plans: _Plans, device: Device, slack: int) -> Fit:
     misses = 0
     for budget in budget_ladder(limit):
         plan, est = _try(plans, device, budget, slack)
-        over = _overflows(est, device)
+        over = overflows(est, device)
         if not over:
             misses = 0
             fitting.append((budget, plan, est))
@@ -185,9 +198,9 @@ def fit_budget(graph: Graph, device: Device | str, budget: int, folds: Sequence[
         device = DEVICES[device]
     plans = _Plans(graph, folds)
     plan, est = _try(plans, device, budget)
-    if _overflows(est, device):
+    if overflows(est, device):
         plan, est = _try(plans, device, budget, 0)
-    over = _overflows(est, device)
+    over = overflows(est, device)
     if over:
         resource, need, have = max(over, key=lambda o: o[1] / max(1, o[2]))
         raise DoesNotFitDevice(f"--multipliers {budget} does not fit {device.name}: the estimate needs {need:,} "
@@ -206,7 +219,7 @@ def _fits_somewhere(plans: _Plans, device: Device) -> bool:
 
 def _refusal(plans: _Plans, device: Device, budget: int, est: Estimate) -> str:
     graph = plans.graph
-    resource, need, have = max(_overflows(est, device), key=lambda o: o[1] / max(1, o[2]))
+    resource, need, have = max(overflows(est, device), key=lambda o: o[1] / max(1, o[2]))
     shortfall = f"{need:,} {resource}, {need - have:,} more than the {have:,} hwgen may use"
     all_blocks = sum(bram_blocks(m, device.family) for m, _ in est.memories if m.sync)
     weight_blocks = sum(bram_blocks(m, device.family) for m, _ in est.memories if m.role == "weights")
