@@ -136,13 +136,16 @@ def pareto_front(points: Sequence[tuple[float, float]], *, x_larger_better: bool
 
 def bench_plot(rows: Sequence[Mapping], path: str | Path) -> None:
     """Metric against inferences/s and against LUT4s, one point per experiment (a colour per model,
-    a marker per device), the Pareto fronts drawn and their points labelled."""
+    a marker per device), the Pareto fronts drawn and their points labelled. Rows of other metrics
+    than the most common one are left out (accuracy and agreement are not one axis)."""
     ok = [r for r in rows if r.get("status") == "ok" and str(r.get("value", "")) != ""]
     if not ok:
         raise InvalidOptionError("no finished experiments to plot")
+    metrics = [r["metric"] for r in ok]
+    metric = max(dict.fromkeys(metrics), key=metrics.count)   # one metric per plot: the most common
+    ok = [r for r in ok if r["metric"] == metric]
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    metric = ok[0]["metric"]
     models = sorted({Path(str(r["model"])).stem for r in ok})
     devices = sorted({str(r.get("device", "")) for r in ok})
     colours = plt.get_cmap("tab10")
@@ -180,6 +183,7 @@ def bench_plot(rows: Sequence[Mapping], path: str | Path) -> None:
 
 def _point_label(row: Mapping) -> str:
     """What tells the front's points apart: the device and multiplier budget."""
-    parts = [p.split("=", 1)[1] if p.startswith("device=") else p.replace("multipliers=", "m=")
-             for p in str(row.get("options", "")).split() if p.startswith(("device=", "multipliers="))]
+    short = {"multipliers=": "m=", "multiplier_bits=": "M bits=", "device=": ""}
+    parts = [short[key] + p[len(key):] for p in str(row.get("options", "")).split()
+             for key in short if p.startswith(key)]
     return " ".join(parts)

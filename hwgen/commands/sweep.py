@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="use this Dask scheduler (tcp://host:8786) instead of a local cluster")
     p.add_argument("--rerun", action="store_true", help="run again points the table already has")
+    # --plot (from the experiment options) draws the whole table, as bench's does
     p.set_defaults(func=run)
 
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         rows = run_sweep(experiments, table, options, on_row)
     print(markdown(rows))
     if args.plot:
-        bench_plot(rows, args.plot)
+        bench_plot(table.rows, args.plot)
         print(f"wrote {args.plot}")
     print(f"{len(rows)} point(s): {counts['ran']} run, {counts['cached']} from {args.table}, "
           f"{counts['failed']} failed; {time.monotonic() - start:.1f} s")

@@ -388,6 +388,40 @@ def _weights(fn: str, weights: np.ndarray, layout: str) -> tuple[CArray, CType]:
     return CArray(f"{fn}_weights", ctype.name, tuple(np.asarray(weights).reshape(-1).tolist()), layout), ctype
 
 
+#: Packed weight pairs scale the accumulator by 2**PAIR_SHIFT (see _conv_weights).
+PAIR_SHIFT = 8
+
+
+def _conv_weights(node: Conv2d | Dense, fn: str, weights: np.ndarray, bias: CArray, rq: RequantParams | None,
+                  layout: str) -> tuple[CArray, CType, bool, CArray, RequantParams | None]:
+    """The weights of the convolution kernel, (groups, kh, kw, cin, cout): (array, type, packed,
+    bias, requant).
+
+    8-bit weights of input channels 2i and 2i+1 are packed into one int16 `lo & 0xFF | hi << 8`
+    (an odd channel count pads a zero): one vle16 loads both rows, and `vsll 8` and `vand -256`
+    give 256*lo and 256*hi exactly, as an int16 weight costs, at one byte per weight. The
+    accumulator is then 256 times the true one, so the bias is stored times 256 and the
+    requantization shifts 8 more (round_shift(256 * acc * M, s + 8) == round_shift(acc * M, s),
+    rounding included). Packed only when that fits: the accumulator times 256 in int32 and the
+    shifts at most 63; otherwise bytes sign-extended in registers (or int16 weights)."""
+    fits8 = weights.size == 0 or (weights.min() >= -128 and weights.max() <= 127)
+    shifts_fit = rq is not None and max(rq.shift.values) + PAIR_SHIFT <= 63
+    if not (fits8 and shifts_fit and node.acc.bits + PAIR_SHIFT <= 32):
+        wa, wt = _weights(fn, weights, layout)
+        return wa, wt, False, bias, rq
+    g, kh, kw, cin, cout = weights.shape
+    w = np.zeros((g, kh, kw, cin + cin % 2, cout), np.int64)
+    w[:, :, :, :cin] = weights
+    pairs = w.reshape(g, kh, kw, -1, 2, cout)
+    packed = (pairs[:, :, :, :, 0] & 0xFF) + pairs[:, :, :, :, 1] * 256
+    scaled = replace(bias, values=tuple(int(b) << PAIR_SHIFT for b in bias.values),
+                     layout=bias.layout + f", times {1 << PAIR_SHIFT} (packed weights)")
+    rq = replace(rq, shift=replace(rq.shift, values=tuple(s + PAIR_SHIFT for s in rq.shift.values)))
+    wa = CArray(f"{fn}_weights", "int16_t", tuple(packed.reshape(-1).tolist()),
+                layout.replace("[input channel]", "[input channel pair]") + ": channel 2i | 2i+1 << 8")
+    return wa, CType(8, True), True, scaled, rq
+
+
 def _output_and_rounding(graph: Graph, node: Conv2d | Dense, prefix: str):
     """(y type, rounding, requant params) of a multiply-accumulate node."""
     y = ctype_of(graph.tensor(node.output).dtype, f"output {node.output!r}", node)
@@ -430,10 +464,12 @@ def _plan_conv(graph: Graph, node: Conv2d, fn: str) -> tuple[str, Variant, tuple
     win = window(in_hw, cin_g, cin, cout_g, cout, (kh, kw), node.stride, node.dilation, node.pads)
     weights = node.weights.reshape(groups, cout_g, kh, kw, cin_g).transpose(0, 2, 3, 4, 1)
     lmul = acc_lmul(cout_g)
-    wa, wt = _weights(fn, weights, "[group][kh][kw][input channel][output channel]")
-    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, win.out_w), rounding, w=wt)
+    wa, wt, packed, bias, rq = _conv_weights(node, fn, weights, bias, rq,
+                                             "[group][kh][kw][input channel][output channel]")
+    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, win.out_w), rounding, w=wt, packed=packed)
+    per_group = kh * kw * (-(-cin_g // 2) if packed else cin_g) * cout_g
     return Kind.CONV, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(
-        win, wa, bias, rq, xt.zero_point, win.line_elements, groups, kh * kw * cin_g * cout_g)
+        win, wa, bias, rq, xt.zero_point, win.line_elements, groups, per_group)
 
 
 def _plan_depthwise_rows(fn, x, y, rounding, win, weights, bias, rq, zero_point):
@@ -478,8 +514,8 @@ def _plan_dense(graph: Graph, node: Dense, fn: str):
     # A fully connected layer is a 1x1 convolution over its rows; weights [input][output].
     win = window((1, rows), k, k, cout, cout, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0))
     lmul = acc_lmul(cout)
-    wa, wt = _weights(fn, node.weights.T, "[input][output]")
-    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, rows), rounding, w=wt)
+    wa, wt, packed, bias, rq = _conv_weights(node, fn, node.weights.T[None, None, None], bias, rq, "[input][output]")
+    variant = Variant(Kind.CONV, x, y, lmul, conv_tile(lmul, rows), rounding, w=wt, packed=packed)
     return Kind.CONV, variant, (wa, bias, *_requant_arrays(rq)), ConvArgs(win, wa, bias, rq, xt.zero_point, 0)
 
 

@@ -48,7 +48,8 @@ def test_compile_writes_the_library(tmp_path, capsys):
     assert report["not_counted"] == "skipped (--rvv-no-count)"
     assert report["scratch_bytes"] == report["scratch_live_peak_bytes"] == 3552
     assert [layer["kernel"] for layer in report["layers"]] == [
-        "hwgen_conv_u8_u8_m4_t4_rne", "hwgen_conv_u8_u8_m8_t3_rne", "hwgen_maxpool_u8_m2", "hwgen_conv_u8_u8_m4_rne"]
+        "hwgen_conv_u8_u8_w8p_m4_t4_rne", "hwgen_conv_u8_u8_w8p_m8_t3_rne", "hwgen_maxpool_u8_m2",
+        "hwgen_conv_u8_u8_w8_m4_rne"]
 
 
 def test_compile_is_deterministic(tmp_path, capsys):

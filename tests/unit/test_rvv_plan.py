@@ -44,7 +44,7 @@ def test_accumulator_lmul_covers_the_channels_at_vlen_128(channels, lmul):
 
 def test_e8_lmul_and_tiles():
     assert [e8_lmul(c) for c in (1, 16, 17, 64, 65, 500)] == [1, 1, 2, 4, 8, 8]
-    assert conv_tile(8, 100) == 3 and conv_tile(2, 100) == 8 and conv_tile(8, 2) == 2 and conv_tile(4, 0) == 1
+    assert conv_tile(8, 100) == 3 and conv_tile(2, 100) == 12 and conv_tile(8, 2) == 2 and conv_tile(4, 0) == 1
 
 
 def test_kernel_choice_by_layer_shape():
@@ -67,13 +67,39 @@ def test_kernel_choice_by_layer_shape():
     assert strided.args.window.in_w == 9 and strided.args.line == 0
 
 
-def test_weights_are_laid_out_output_channel_fastest():
-    w = np.arange(5 * 2 * 2 * 3).reshape(5, 2, 2, 3)
-    g = verify(single(Conv2d, (4, 4, 3), (3, 3, 5), weights=w, bias=np.zeros(5, np.int64), stride=(1, 1),
-                      dilation=(1, 1), pads=(0, 0, 0, 0), groups=1, acc=IntType(24, True), requant=rq(5)))
+def _conv_layer(w, acc_bits=24):
+    cout = w.shape[0]
+    g = verify(single(Conv2d, (4, 4, 3), (3, 3, cout), weights=w, bias=np.arange(cout, dtype=np.int64),
+                      stride=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), groups=1, acc=IntType(acc_bits, True),
+                      requant=rq(cout)))
     layer, = plan_layers(g)
-    laid = np.array(layer.args.weights.values).reshape(2, 2, 3, 5)
-    assert np.array_equal(laid, w.transpose(1, 2, 3, 0))
+    return layer
+
+
+def test_8bit_weights_of_channel_pairs_are_packed_output_channel_fastest():
+    """[kh][kw][input channel pair][output channel], lo | hi << 8 (3 channels: the second pair's hi
+    is 0); the bias is stored times 256 and the shifts are 8 more, which the 256 * w cancel."""
+    w = np.arange(5 * 2 * 2 * 3).reshape(5, 2, 2, 3) - 30
+    layer = _conv_layer(w)
+    assert layer.variant.packed and layer.variant.w.bits == 8 and layer.args.weights.ctype == "int16_t"
+    packed = np.array(layer.args.weights.values).reshape(2, 2, 2, 5)
+    lo = (packed & 0xFF) - ((packed & 0x80) << 1)
+    hi = (packed - (packed & 0xFF)) // 256
+    unpacked = np.stack([lo, hi], axis=3).reshape(2, 2, 4, 5)
+    want = np.concatenate([w.transpose(1, 2, 3, 0), np.zeros((2, 2, 1, 5), np.int64)], axis=2)
+    assert np.array_equal(unpacked, want)
+    assert layer.args.bias.values == tuple(256 * b for b in range(5))
+    assert layer.args.requant.shift.values == tuple(s + 8 for s in rq(5).shift)
+
+
+def test_weights_are_bytes_unpacked_when_the_scaled_accumulator_would_not_fit_and_int16_past_8_bits():
+    w = np.arange(5 * 2 * 2 * 3).reshape(5, 2, 2, 3)
+    layer = _conv_layer(w, acc_bits=25)   # 25 + 8 > 32 bits
+    assert not layer.variant.packed and layer.args.weights.ctype == "int8_t"
+    assert np.array_equal(np.array(layer.args.weights.values).reshape(2, 2, 3, 5), w.transpose(1, 2, 3, 0))
+    assert layer.args.bias.values == tuple(range(5))
+    layer = _conv_layer(w * 10)   # up to 590: int16
+    assert not layer.variant.packed and layer.args.weights.ctype == "int16_t"
 
 
 @given(n_in=st.integers(1, 12), k=st.integers(1, 5), stride=st.integers(1, 3), dilation=st.integers(1, 3),
