@@ -36,6 +36,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -472,19 +473,43 @@ def _first_error_line(output: str) -> str:
     return lines[-1] if lines else "(no output)"
 
 
+#: A build step silent for this long is said to be still running (the model's largest C++ file
+#: can take minutes to compile).
+HEARTBEAT_SECONDS = 20.0
+
+
 def _run_tool(name: str, args: Sequence[str], cwd: Path,
-              on_line: Callable[[str], None] | None = None) -> str:
-    """Runs a build tool, streaming its output to the debug log; raises ToolchainError."""
+              on_line: Callable[[str], None] | None = None,
+              still: Callable[[float], None] | None = None) -> str:
+    """Runs a build tool, streaming its output to the debug log; raises ToolchainError.
+    `still(seconds)` is called every HEARTBEAT_SECONDS the tool prints nothing."""
     logger.debug("running %s", " ".join(args))
     lines: list[str] = []
+    last = [time.monotonic()]
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_SECONDS / 4):
+            silent = time.monotonic() - last[0]
+            if silent >= HEARTBEAT_SECONDS and still is not None:
+                last[0] = time.monotonic()   # the next one after as long again
+                still(silent)
+
+    beat = threading.Thread(target=heartbeat, daemon=True)
     with subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace") as process:
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line)
-            logger.debug("%s: %s", name, line.rstrip())
-            if on_line is not None:
-                on_line(line)
+        beat.start()
+        try:
+            for line in process.stdout:
+                last[0] = time.monotonic()
+                lines.append(line)
+                logger.debug("%s: %s", name, line.rstrip())
+                if on_line is not None:
+                    on_line(line)
+        finally:
+            done.set()
+            beat.join()
     output = "".join(lines)
     if process.returncode != 0:
         raise ToolchainError(f"{name} failed (exit {process.returncode}): "
@@ -604,15 +629,23 @@ def build(verilog: str | Path, top: str, *, trace: Trace | bool | None = None, c
         _check_ports(top, ports)
         harness_file.write_text(_render_harness(top, ports, trace))
 
+        step = ["make"]
+        make_start = time.monotonic()
+
         def on_make_line(line: str) -> None:
             match = re.search(r"\s-o\s+(\S+)", line)
             if match and match[1].endswith(".o"):
-                report(f"compiling {match[1][:-2]}.cpp")
+                step[0] = f"compiling {match[1][:-2]}.cpp"
+                report(step[0])
             elif match and match[1].endswith(".so"):
-                report(f"linking {library_name}")
+                step[0] = f"linking {library_name}"
+                report(step[0])
+
+        def still(_: float) -> None:  # the last file the compiler started can take minutes
+            report(f"still {step[0]} ({time.monotonic() - make_start:.0f} s into the C++ build)")
 
         _run_tool("make", ["make", f"-j{jobs or os.cpu_count() or 1}", "-f", f"V{top}.mk",
-                           *MAKE_FLAGS], cwd=staging / "obj", on_line=on_make_line)
+                           *MAKE_FLAGS], cwd=staging / "obj", on_line=on_make_line, still=still)
         for intermediate in (staging / "obj").glob("*.[oa]"):
             intermediate.unlink()
         manifest = {

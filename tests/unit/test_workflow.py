@@ -73,3 +73,17 @@ def test_outputs_are_printed_whole_or_summarized():
     assert format_outputs(big) == f"map: int8[1, {PRINT_MAX_VALUES + 1}], {PRINT_MAX_VALUES + 1:,} values in [0, 0] " \
                                   "(give --output Y.npz for all values)"
     assert "all values in y.npz" in format_outputs(big, "y.npz")
+
+
+def test_a_silent_build_step_is_said_to_be_still_running(monkeypatch, tmp_path):
+    """The Verilator C++ build's longest file prints nothing for minutes: every HEARTBEAT_SECONDS
+    of silence says it is still running; a tool that keeps printing gets no such line."""
+    from hwgen.sim import verilator
+
+    monkeypatch.setattr(verilator, "HEARTBEAT_SECONDS", 0.2)
+    silent, loud = [], []
+    verilator._run_tool("sh", ["sh", "-c", "echo start; sleep 0.9; echo end"], tmp_path, still=silent.append)
+    verilator._run_tool("sh", ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 0.05; done"], tmp_path,
+                        still=loud.append)
+    assert 2 <= len(silent) <= 5 and all(s >= 0.2 for s in silent)
+    assert loud == []
