@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,14 +39,21 @@ TOOLS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _find(command: str) -> str | None:
+    """The path of a command: on PATH, or beside this Python (the virtual environment's bin,
+    where pip put the YoWASP tools, is not on PATH when hwgen runs as .venv/bin/python -m ...)."""
+    return shutil.which(command) or shutil.which(command, path=str(Path(sys.executable).parent))
+
+
 def tool_command(tool: str) -> str:
-    """The command that runs ``tool``; raises ToolchainError if it is not installed."""
+    """The command that runs ``tool`` (its path); raises ToolchainError if it is not installed."""
     variable, default, package = TOOLS[tool]
     command = os.environ.get(variable) or default
-    if shutil.which(command) is None:
+    found = _find(command)
+    if found is None:
         hint = f"pip install {package}" if command == default else f"check ${variable}"
         raise ToolchainError(f"{tool}: {command!r} not found on PATH ({hint})")
-    return command
+    return found
 
 
 def missing_tools(tools: Sequence[str] = tuple(TOOLS)) -> list[str]:
@@ -54,16 +62,16 @@ def missing_tools(tools: Sequence[str] = tuple(TOOLS)) -> list[str]:
     for tool in tools:
         variable, default, _ = TOOLS[tool]
         command = os.environ.get(variable) or default
-        if shutil.which(command) is None:
+        if _find(command) is None:
             missing.append(command)
     return missing
 
 
 def tool_env() -> dict[str, str]:
-    """os.environ with every tool's variable set, for Amaranth's generated build scripts."""
+    """os.environ with every tool's variable set to its path, for Amaranth's generated build scripts."""
     env = dict(os.environ)
     for variable, default, _ in TOOLS.values():
-        env.setdefault(variable, default)
+        env.setdefault(variable, _find(default) or default)
     return env
 
 

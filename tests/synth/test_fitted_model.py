@@ -44,3 +44,16 @@ def test_pruned_tinycnn_fitted_to_up5k_places_routes_and_matches_its_estimate(tm
     assert main(["report", str(out)]) == 0
     text = capsys.readouterr().out
     assert "fitted to ice40-up5k" in text and "estimate vs yosys" in text and "inferences/s at Fmax" in text
+
+
+@needs_tools
+@pytest.mark.slow
+def test_an_experiment_with_synthesis():
+    """`hwgen bench --synth`: resources and clock from nextpnr (the fixed seed), inferences/s at its Fmax."""
+    from hwgen.experiments import Experiment, run_experiment
+
+    row = run_experiment(Experiment(DIGITS / "tinycnn_pruned_qdq_s8s8_pc.onnx", targets=("fpga",),
+                                    device="ice40-up5k", synth=True))
+    assert row["resources_from"] == "nextpnr" and row["clock_from"] == "nextpnr fmax"
+    assert 0 < row["dsp"] <= 8 and 0 < row["logic"] <= 5280
+    assert row["inferences_per_s"] == round(row["clock_mhz"] * 1e6 / row["interval_cycles"], 1)

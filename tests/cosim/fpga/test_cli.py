@@ -152,3 +152,14 @@ def test_sim_saves_outputs_and_writes_vcd(out, images, env, tmp_path):
     assert ref.returncode == 0
     got, want = np.load(tmp_path / "y.npz"), np.load(tmp_path / "golden.npz")
     assert sorted(got) == sorted(want) and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_an_experiment_with_measured_cycles():
+    """`hwgen bench --measure`: the interval and utilization come from Verilator, close to the model."""
+    from hwgen.experiments import Experiment, run_experiment
+
+    row = run_experiment(Experiment(MODEL, targets=("fpga",), device="ice40-up5k", measure=True))
+    model = run_experiment(Experiment(MODEL, targets=("fpga",), device="ice40-up5k"))
+    assert row["cycles_from"] == "verilator" and model["cycles_from"] == "model"
+    assert model["interval_cycles"] <= row["interval_cycles"] < 1.1 * model["interval_cycles"]
+    assert row["utilization"] <= model["utilization"]
