@@ -36,6 +36,7 @@ from .errors import HwgenError, InvalidOptionError
 from .images import is_image
 from .outdir import reading
 from .reference import ort_tensors
+from .version import __version__
 
 __all__ = ["Experiment", "ExperimentTable", "run_experiment", "COLUMNS", "load_data", "markdown"]
 
@@ -106,8 +107,10 @@ class Experiment:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def key(self, model_sha: str, data_sha: str | None) -> str:
-        """The experiment's id: a hash of the model's and data's contents and the options."""
-        text = json.dumps({"model": model_sha, "data": data_sha, "options": self.options()}, sort_keys=True)
+        """The experiment's id: a hash of the model's and data's contents, the options and hwgen's
+        version (another version may compute other numbers: it measures again)."""
+        text = json.dumps({"model": model_sha, "data": data_sha, "options": self.options(), "hwgen": __version__},
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
