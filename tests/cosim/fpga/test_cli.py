@@ -95,7 +95,8 @@ def test_sim_with_stalls(out, images, env):
     assert done.returncode == 0, done.stderr
 
 
-def test_sim_catches_a_wrong_accelerator(out, images, env, tmp_path):
+def broken_copy(out: Path, tmp_path: Path) -> Path:
+    """A copy of OUT whose Verilog computes wrong outputs."""
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
     verilog = broken / "fpga" / "hwgen_main_graph.v"
@@ -106,6 +107,11 @@ def test_sim_catches_a_wrong_accelerator(out, images, env, tmp_path):
     width, digits = value.split("'h")
     flipped = f"{width}'h{int(digits, 16) ^ (1 << 12):0{len(digits)}x}"
     verilog.write_text(text.replace(line, line.replace(value, flipped)))
+    return broken
+
+
+def test_sim_catches_a_wrong_accelerator(out, images, env, tmp_path):
+    broken = broken_copy(out, tmp_path)
     done = hwgen("sim", broken, "--input", images, env=env)
     assert done.returncode == 1
     assert "MISMATCH" in done.stderr
@@ -129,15 +135,7 @@ def test_run_on_the_compile_output_reuses_its_verilog_and_checks(out, images, en
 
 
 def test_run_check_catches_a_wrong_accelerator(out, images, env, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(out, broken)
-    verilog = broken / "fpga" / "hwgen_main_graph.v"
-    text = verilog.read_text()
-    line = next(l for l in text.splitlines() if "folds[0] = " in l)
-    value = line.split("= ")[1].rstrip(";")
-    width, digits = value.split("'h")
-    flipped = f"{width}'h{int(digits, 16) ^ (1 << 12):0{len(digits)}x}"
-    verilog.write_text(text.replace(line, line.replace(value, flipped)))
+    broken = broken_copy(out, tmp_path)
     done = hwgen("run", broken, "--backend", "rtl", "--check", "--input", images, env=env)
     assert done.returncode == 1 and "MISMATCH" in done.stderr and "differ from the golden model" in done.stderr
 
