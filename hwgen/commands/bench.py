@@ -4,6 +4,7 @@ and configuration, appended to an experiment table and printed as markdown."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 from pathlib import Path
@@ -79,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     table = open_table(args.table)
     experiments = []
     for model, device, budget in itertools.product(args.models, args.devices or [None], args.multipliers or [None]):
-        base = base_experiment(args, model)
-        experiments.append(Experiment(**{**base.__dict__, "device": device, "multipliers": budget}))
+        experiments.append(dataclasses.replace(base_experiment(args, model), device=device, multipliers=budget))
     rows = []
     failed = 0
     with progress_bar(len(experiments), "bench") as bar:
