@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_experiment_options(p: argparse.ArgumentParser) -> None:
+def add_experiment_options(p: argparse.ArgumentParser, *, table_required: bool = False) -> None:
     p.add_argument("--data", type=Path, default=None, metavar="LABELLED.npz|IMAGE_DIR",
                    help="inputs (.npz named as the model's inputs, or x) with labels y; or a directory of images "
                         "(in class subdirectories for labels). Default: 8 random inputs, seed 0")
@@ -45,7 +45,7 @@ def add_experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--measure", action="store_true", help="FPGA cycles measured in Verilator, not the cycle model")
     p.add_argument("--synth", action="store_true", help="resources and Fmax from yosys and nextpnr (minutes)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (with --synth)")
-    p.add_argument("--table", type=Path, default=None, metavar="T.csv",
+    p.add_argument("--table", type=Path, default=None, metavar="T.csv", required=table_required,
                    help="the experiment table to add rows to (made if missing)")
     p.add_argument("--plot", type=Path, default=None, metavar="P.png",
                    help="plot the metric against inferences/s and LUT4s, Pareto fronts marked")

@@ -28,8 +28,9 @@ def register(sub) -> None:
     p.add_argument("--set", dest="sets", action="append", required=True, metavar="OPTION=V1,V2,...",
                    help="an option and its values (repeatable); OPTION is one of "
                         + ", ".join(n.replace("_", "-") for n in SWEEPABLE)
-                        + " (multipliers may be auto; targets, vlens and fold lists are separated by ;)")
-    add_experiment_options(p)
+                        + " (multipliers may be auto; the values of vlens, targets and fold are lists themselves, so "
+                          "they are separated by ;, as in vlens=128;128,512)")
+    add_experiment_options(p, table_required=True)
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes of the local Dask cluster (default: the machine's cores, at most 8)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -40,8 +41,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.table is None:
-        raise InvalidOptionError("a sweep needs --table T.csv: its rows and cache")
     if args.workers is not None and args.scheduler is not None:
         raise InvalidOptionError("give --workers (a local cluster) or --scheduler, not both")
     if args.plot:
