@@ -28,10 +28,10 @@ from .compiler import Compiled, CompileOptions, compile_model
 from .detect import Detection, detect_outputs
 from .errors import InvalidOptionError
 from .images import Placement, load_image
-from .ir import InputPort
+from .ir import Graph, InputPort
 from .modelconfig import ModelConfig, config_for
 
-__all__ = ["compile", "run", "image_input", "detect_image", "BACKENDS"]
+__all__ = ["compile", "run", "image_input", "image_port", "detect_image", "BACKENDS"]
 
 #: Where `run` can run the integer core: the golden model, or a target's generated code.
 BACKENDS = {"golden": None, "rtl": "fpga", "rvv": "rvv"}
@@ -131,13 +131,18 @@ def _no_config(compiled: Compiled) -> InvalidOptionError:
 
 
 def _image_port(compiled: Compiled, config: ModelConfig) -> InputPort:
-    where = str(config.path) if config.path is not None else "the config"
     if config.image is None and config.path is None:
         raise _no_config(compiled)
+    return image_port(compiled.graph, config)
+
+
+def image_port(graph: Graph, config: ModelConfig) -> InputPort:
+    """The input port the config's `image` section feeds (`image.input`, or the only input)."""
+    where = str(config.path) if config.path is not None else "the config"
     if config.image is None:
         raise InvalidOptionError(f"{where}: no 'image' section: hwgen does not know how the model wants its images "
                                  "(write it there, or give --config)")
-    ports = {p.onnx_name: p for p in compiled.graph.input_ports}
+    ports = {p.onnx_name: p for p in graph.input_ports}
     name = config.image.input
     if name is None:
         if len(ports) != 1:

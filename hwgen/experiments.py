@@ -33,12 +33,13 @@ from .backends.fpga import FpgaOptions
 from .compiler import Compiled, CompileOptions, compile_model
 from .devices import DEVICES
 from .errors import HwgenError, InvalidOptionError
+from .fixed import MULTIPLIER_BITS, Rounding
 from .images import is_image
 from .outdir import reading
 from .reference import ort_tensors
 from .version import __version__
 
-__all__ = ["Experiment", "ExperimentTable", "run_experiment", "COLUMNS", "load_data", "markdown"]
+__all__ = ["Experiment", "ExperimentTable", "run_experiment", "experiment_id", "COLUMNS", "load_data", "markdown"]
 
 #: Random inputs when no data is given: this many samples from this seed.
 RANDOM_SAMPLES = 8
@@ -68,8 +69,8 @@ class Experiment:
     device: str | None = None
     multipliers: int | None = None
     folds: tuple[str, ...] = ()
-    rounding: str = "rne"
-    multiplier_bits: int = 31
+    rounding: str = Rounding.RNE.value
+    multiplier_bits: int = MULTIPLIER_BITS
     vlens: tuple[int, ...] = (128,)
     measure: bool = False
     synth: bool = False
@@ -124,6 +125,14 @@ def sha256_of(path: Path) -> str:
         else:
             h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def experiment_id(exp: Experiment, hashes: dict[Path, str]) -> str:
+    """The experiment's id, hashing each model and data file once (`hashes` remembers them)."""
+    for path in (exp.model, exp.data):
+        if path is not None and path not in hashes:
+            hashes[path] = sha256_of(path)
+    return exp.key(hashes[exp.model], hashes.get(exp.data))
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -290,20 +299,17 @@ def _options_text(exp: Experiment) -> str:
 
 
 def _size(compiled: Compiled) -> dict:
+    """Totals and bit widths of `hwgen report`; weight sparsity of the compiled IR's weights."""
     t = compiled.report.totals
     weighted = [n for n in compiled.graph.nodes if getattr(n, "weights", None) is not None]
     weights = sum(int(n.weights.size) for n in weighted)
     zeros = sum(int(np.count_nonzero(n.weights == 0)) for n in weighted)
-    wbits = sorted({_bits(n.weights) for n in weighted})
-    abits = sorted({compiled.graph.tensor(n.output).dtype.bits for n in compiled.graph.nodes})
+    rows = compiled.report.layers
+    wbits = sorted({r.weight_bits for r in rows if r.weight_bits is not None})
+    abits = sorted({r.output_bits for r in rows})
     return {"macs": t["macs"], "nonzero_macs": t["nonzero_macs"], "params": t["params"],
             "weight_sparsity": round(zeros / weights, 4) if weights else 0.0,
             "weight_bits": "/".join(map(str, wbits)), "activation_bits": "/".join(map(str, abits))}
-
-
-def _bits(w: np.ndarray) -> int:
-    lo, hi = int(w.min(initial=0)), int(w.max(initial=0))
-    return max(1, max(hi, -lo - 1).bit_length() + 1) if lo < 0 else max(1, hi.bit_length())
 
 
 def _fpga(exp: Experiment, compiled: Compiled, work: Path | None, say) -> dict:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import HwgenError, InvalidOptionError
-from .experiments import Experiment, ExperimentTable, failed_row, run_experiment, sha256_of
+from .experiments import Experiment, ExperimentTable, experiment_id, failed_row, run_experiment
 
 __all__ = ["SweepOptions", "points", "parse_set", "run_sweep", "run_point", "SWEEPABLE"]
 
@@ -95,13 +95,8 @@ def run_sweep(experiments: Sequence[Experiment], table: ExperimentTable, options
     all points, in point order (cached ones included). `on_row(row, cached)` sees each as it comes."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    hashes = {}
-    keys = []
-    for exp in experiments:
-        for path in (exp.model, exp.data):
-            if path is not None and path not in hashes:
-                hashes[path] = sha256_of(path)
-        keys.append(exp.key(hashes[exp.model], hashes.get(exp.data)))
+    hashes: dict = {}
+    keys = [experiment_id(exp, hashes) for exp in experiments]
     rows: dict[int, dict] = {}
     todo = []
     for i, (exp, key) in enumerate(zip(experiments, keys)):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..devices import DEVICES
 from ..errors import HwgenError
-from ..experiments import Experiment, ExperimentTable, failed_row, markdown, run_experiment, sha256_of
+from ..experiments import Experiment, ExperimentTable, experiment_id, failed_row, markdown, run_experiment
 from ..plots import bench_plot, check_path
 from ..progress import progress_bar
 from .options import HelpFormatter
@@ -83,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
         experiments.append(dataclasses.replace(base_experiment(args, model), device=device, multipliers=budget))
     rows = []
     failed = 0
+    hashes: dict = {}
     with progress_bar(len(experiments), "bench") as bar:
         for exp in experiments:
             row = None
             if table is not None and not args.rerun:
-                found = table.find(exp.key(sha256_of(exp.model), sha256_of(exp.data) if exp.data else None))
+                found = table.find(experiment_id(exp, hashes))
                 row = dict(found) if found else None
             if row is None:
                 try:

@@ -107,16 +107,9 @@ def _image_feeds(graph: Graph, args: argparse.Namespace) -> dict[str, np.ndarray
         raise InvalidOptionError(f"{args.model}: give --config CONFIG.json (the model's config file) to run it on an "
                                  "image")
     config = load_config(args.config)
-    if config.image is None:
-        raise InvalidOptionError(f"{args.config}: no 'image' section: hwgen does not know how the model wants its "
-                                 "images")
-    ports = {p.onnx_name: p for p in graph.input_ports}
-    name = config.image.input or (next(iter(ports)) if len(ports) == 1 else None)
-    if name not in ports:
-        raise InvalidOptionError(f"{args.config}: image.input must name one of the inputs "
-                                 + ", ".join(map(repr, ports)))
-    x, _ = load_image(args.input, ports[name], config.image)
-    return {name: x}
+    port = api.image_port(graph, config)
+    x, _ = load_image(args.input, port, config.image)
+    return {port.onnx_name: x}
 
 
 def _check(graph: Graph, feeds: dict[str, np.ndarray], backend: str, outputs: dict[str, np.ndarray]) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..version import __version__
 from .codegen import Generated
+from .plan import weight_ctype
 from .program import RVV, Build, run
 
 __all__ = ["VLENS", "Counts", "count", "report_json"]
@@ -57,13 +58,13 @@ def constant_bytes(generated: Generated) -> int:
 
 
 def parameter_bytes(graph) -> int:
-    """What the weights and biases need at least: each weight tensor at its bit width (whole bytes:
-    int8 or int16) and 4 bytes per bias."""
+    """What the weights and biases need at least: each weight tensor in the C type the planner
+    gives it (int8 or int16) and 4 bytes per bias."""
     total = 0
     for node in graph.nodes:
         w = getattr(node, "weights", None)
         if w is not None and w.size:
-            total += w.size * (1 if w.min() >= -128 and w.max() <= 127 else 2)
+            total += w.size * weight_ctype(w).bytes
         b = getattr(node, "bias", None)
         if isinstance(b, np.ndarray):
             total += 4 * b.size

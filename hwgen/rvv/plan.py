@@ -57,7 +57,8 @@ from .types import CType, ctype_of
 
 __all__ = ["CArray", "RequantParams", "Window", "ConvArgs", "DotArgs", "MaxPoolArgs", "AvgPoolArgs",
            "GlobalAvgPoolArgs", "AddArgs", "RequantizeArgs", "CopyArgs", "LookupArgs", "MulArgs", "AffineArgs",
-           "GatherArgs", "ResizeArgs", "Layer", "plan_layers", "copy_layer", "window", "gather_map", "INT32"]
+           "GatherArgs", "ResizeArgs", "Layer", "plan_layers", "copy_layer", "window", "gather_map", "INT32",
+           "weight_ctype"]
 
 INT32 = CType(32, True)
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -380,11 +381,16 @@ def _check_weights(node: Node, w: np.ndarray, bias: np.ndarray):
         _fail(node, "bias does not fit int32")
 
 
-def _weights(fn: str, weights: np.ndarray, layout: str) -> tuple[CArray, CType]:
-    """The weights as a C array of the narrowest type that holds them: int8 for 8-bit weights
-    (the kernels widen them in registers), int16 otherwise (checked by _check_weights)."""
+def weight_ctype(weights: np.ndarray) -> CType:
+    """The narrowest C type that holds the weights: int8 for 8-bit weights (the kernels widen them
+    in registers), int16 otherwise (_check_weights refuses wider ones)."""
     fits8 = weights.size == 0 or (weights.min() >= -128 and weights.max() <= 127)
-    ctype = CType(8, True) if fits8 else CType(16, True)
+    return CType(8, True) if fits8 else CType(16, True)
+
+
+def _weights(fn: str, weights: np.ndarray, layout: str) -> tuple[CArray, CType]:
+    """The weights as a C array of their weight_ctype."""
+    ctype = weight_ctype(weights)
     return CArray(f"{fn}_weights", ctype.name, tuple(np.asarray(weights).reshape(-1).tolist()), layout), ctype
 
 
@@ -404,7 +410,7 @@ def _conv_weights(node: Conv2d | Dense, fn: str, weights: np.ndarray, bias: CArr
     requantization shifts 8 more (round_shift(256 * acc * M, s + 8) == round_shift(acc * M, s),
     rounding included). Packed only when that fits: the accumulator times 256 in int32 and the
     shifts at most 63; otherwise bytes sign-extended in registers (or int16 weights)."""
-    fits8 = weights.size == 0 or (weights.min() >= -128 and weights.max() <= 127)
+    fits8 = weight_ctype(weights).bits == 8
     shifts_fit = rq is not None and max(rq.shift.values) + PAIR_SHIFT <= 63
     if not (fits8 and shifts_fit and node.acc.bits + PAIR_SHIFT <= 32):
         wa, wt = _weights(fn, weights, layout)
