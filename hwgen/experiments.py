@@ -39,7 +39,8 @@ from .outdir import reading
 from .reference import ort_tensors
 from .version import __version__
 
-__all__ = ["Experiment", "ExperimentTable", "run_experiment", "experiment_id", "COLUMNS", "load_data", "markdown"]
+__all__ = ["Experiment", "ExperimentTable", "run_experiment", "experiment_row", "experiment_id", "COLUMNS", "load_data",
+           "markdown"]
 
 #: Random inputs when no data is given: this many samples from this seed.
 RANDOM_SAMPLES = 8
@@ -280,6 +281,15 @@ def run_experiment(exp: Experiment, *, work: Path | None = None, progress=None) 
         row.update(_rvv(exp, compiled, say))
     row["status"] = "ok"
     return row
+
+
+def experiment_row(exp: Experiment, *, progress=None) -> dict:
+    """The experiment's row, or the row of its failure with the one-line error (never an exception
+    but an interrupt or a bug in hwgen): what bench and each sweep point record."""
+    try:
+        return run_experiment(exp, progress=progress)
+    except (HwgenError, OSError, ValueError, RuntimeError) as error:
+        return failed_row(exp, error)
 
 
 def _options_text(exp: Experiment) -> str:

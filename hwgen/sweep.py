@@ -16,10 +16,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import HwgenError, InvalidOptionError
-from .experiments import Experiment, ExperimentTable, experiment_id, failed_row, run_experiment
+from .errors import InvalidOptionError
+from .experiments import Experiment, ExperimentTable, experiment_id, experiment_row
 
-__all__ = ["SweepOptions", "points", "parse_set", "run_sweep", "run_point", "SWEEPABLE"]
+__all__ = ["SweepOptions", "points", "parse_set", "run_sweep", "SWEEPABLE"]
 
 #: The options a sweep may vary (Experiment fields), as `--set NAME=V1,V2` spells them.
 SWEEPABLE = ("device", "multipliers", "rounding", "multiplier_bits", "seed", "vlens", "targets", "measure", "fold")
@@ -73,14 +73,6 @@ def points(base: Experiment, sets: Sequence[tuple[str, Sequence[str]]]) -> list[
     return [dataclasses.replace(base, **dict(zip(fields, combo))) for combo in itertools.product(*values)]
 
 
-def run_point(exp: Experiment) -> dict:
-    """One point, on a worker: its row, or the row of its failure (never an exception)."""
-    try:
-        return run_experiment(exp)
-    except (HwgenError, OSError, ValueError, RuntimeError) as error:
-        return failed_row(exp, error)
-
-
 def _workers(options: SweepOptions) -> int:
     if options.workers is not None:
         if options.workers < 1:
@@ -114,7 +106,8 @@ def run_sweep(experiments: Sequence[Experiment], table: ExperimentTable, options
                                    processes=True, dashboard_address=None)
         client = Client(cluster if cluster is not None else options.scheduler)
         try:
-            futures = {client.submit(run_point, exp, key=f"hwgen-point-{keys[i]}", pure=False): i for i, exp in todo}
+            futures = {client.submit(experiment_row, exp, key=f"hwgen-point-{keys[i]}", pure=False): i
+                       for i, exp in todo}
             for future in as_completed(futures):
                 row = future.result()
                 table.add(row)

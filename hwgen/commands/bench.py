@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 from ..devices import DEVICES
-from ..errors import HwgenError
-from ..experiments import Experiment, ExperimentTable, experiment_id, failed_row, markdown, run_experiment
+from ..experiments import Experiment, ExperimentTable, experiment_id, experiment_row, markdown
 from ..plots import bench_plot, check_path
 from ..progress import progress_bar
 from .options import HelpFormatter
@@ -91,10 +90,7 @@ def run(args: argparse.Namespace) -> int:
                 found = table.find(experiment_id(exp, hashes))
                 row = dict(found) if found else None
             if row is None:
-                try:
-                    row = run_experiment(exp, progress=bar.describe)
-                except HwgenError as error:
-                    row = failed_row(exp, error)
+                row = experiment_row(exp, progress=bar.describe)
                 if table is not None:
                     table.add(row)
             failed += row.get("status") != "ok"
