@@ -28,11 +28,13 @@ from .. import irjson
 from ..compiler import Compiled
 from ..devices import DEVICES
 from ..errors import InvalidOptionError, ToolchainError
+from ..fpga.arch import Arch
 from ..fpga.fit import Fit, default_fit_note, fit_budget, fit_device, resources_text
 from ..fpga.manifest import load_plan, manifest
 from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
-from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json
+from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json, sequential_cycle_report
+from ..fpga.sequential import SeqPlan, cycle_model, default_lanes, make_seq_plan, program_for, seq_perf_counters
 from ..ir import Graph
 from ..logs import NOTICE, get_logger
 from ..outdir import read_json, reading
@@ -56,15 +58,26 @@ class FpgaOptions:
     `device`: fit it to this FPGA (the fastest folding whose estimated resources fit); `multipliers`:
     the multiplier budget the layers share (with a device: that budget, checked against it);
     `folds`: `LAYER=PE,SIMD` engines of their own; `measure`: also measure latency, interval and
-    busy cycles in Verilator.
+    busy cycles in Verilator; `arch`: the architecture (the sequential engine's MAC array is L x L
+    with L = floor(sqrt(multipliers)), 4 by default).
     """
 
     device: str | None = None
     multipliers: int | None = None
     folds: tuple[str, ...] = ()
     measure: bool = False
+    arch: Arch = Arch.DATAFLOW
 
     def __post_init__(self):
+        try:
+            object.__setattr__(self, "arch", Arch(self.arch))
+        except ValueError:
+            raise InvalidOptionError(f"unknown architecture {self.arch!r}; choose from "
+                                     f"{', '.join(a.value for a in Arch)}") from None
+        if self.arch is Arch.SEQUENTIAL and (self.device is not None or self.folds):
+            raise InvalidOptionError("--arch sequential takes neither --device (its resource model is not written "
+                                     "yet) nor --fold (it has one MAC array); give --multipliers N for an "
+                                     "array of floor(sqrt(N)) x floor(sqrt(N))")
         if self.device is not None and self.device not in DEVICES:
             raise InvalidOptionError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.multipliers is not None and self.multipliers < 1:
@@ -84,20 +97,29 @@ def _fit(graph: Graph, options: FpgaOptions) -> Fit | None:
     return fit_device(graph, options.device, options.folds)
 
 
-def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | None = None) -> Plan:
+def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | None = None) -> Plan | SeqPlan:
+    if options.arch is Arch.SEQUENTIAL:
+        return make_seq_plan(graph, default_lanes(options.multipliers))[0]
     fit = fit or _fit(graph, options)
     if fit is not None:
         return fit.plan
     return make_plan(graph, budget=options.multipliers, folds=options.folds)
 
 
-def to_verilog(graph: Graph, plan: Plan) -> str:
+def to_verilog(graph: Graph, plan: Plan | SeqPlan) -> str:
     from amaranth.back import verilog
 
     from ..hdl import Accelerator, Standalone
+    from ..hdl.sequential import SequentialAccelerator
 
     os.environ["AMARANTH_USE_YOSYS"] = "builtin"  # the bundled Yosys: reproducible text
-    return verilog.convert(Standalone(Accelerator(graph, plan)), name=plan.top, emit_src=False)
+    top = SequentialAccelerator(program_for(graph, plan)) if isinstance(plan, SeqPlan) else Accelerator(graph, plan)
+    return verilog.convert(Standalone(top), name=plan.top, emit_src=False)
+
+
+def counters_of(plan: Plan | SeqPlan) -> list:
+    """The `perf` port's counters of either architecture."""
+    return seq_perf_counters([n for n, _ in plan.layers]) if isinstance(plan, SeqPlan) else perf_counters(plan)
 
 
 def progress(prefix: str):
@@ -107,7 +129,7 @@ def progress(prefix: str):
     return show
 
 
-def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace=None, progress=None,
+def build_accelerator(graph: Graph, plan: Plan | SeqPlan, verilog: str, *, trace=None, progress=None,
                       cache_dir: Path | None = None):
     """The Verilated accelerator of a hardware graph (`hardware_graph`) and its plan; `trace`: a
     `sim.verilator.Trace` waveform format to compile in (None: no tracing)."""
@@ -117,7 +139,7 @@ def build_accelerator(graph: Graph, plan: Plan, verilog: str, *, trace=None, pro
     return RtlAccelerator.build(
         verilog, plan.top, trace=trace, progress=progress, cache_dir=cache_dir, in_type=x.dtype,
         in_lanes=plan.input_lanes, in_shape=x.shape, outputs=output_mux(graph, plan.output_lanes),
-        counter_names=[f"{c.kind}:{c.name}" for c in perf_counters(plan)], expected_interval=plan.interval)
+        counter_names=[f"{c.kind}:{c.name}" for c in counters_of(plan)], expected_interval=plan.interval)
 
 
 @dataclass
@@ -129,7 +151,7 @@ class Output:
     model: Graph
     graph: Graph
     concats: tuple[HostConcat, ...]
-    plan: Plan
+    plan: Plan | SeqPlan
     manifest: dict
     trace: object = None      # sim.verilator.Trace, or None
     progress: object = None
@@ -191,7 +213,7 @@ def report_files(report: CycleReport) -> dict[str, str]:
     return {"report.json": json.dumps(report.to_json(), indent=1) + "\n", "report.txt": report.to_text() + "\n"}
 
 
-def cycles_line(run, samples: int, plan: Plan) -> str:
+def cycles_line(run, samples: int, plan: Plan | SeqPlan) -> str:
     """One line on a simulation's cycles, against the model's interval."""
     interval = "" if run.interval is None else f", interval {run.interval:,.1f} cycles/inference"
     return (f"{samples} inference(s) in {run.cycles:,} cycles: first result after {run.latency:,} cycles{interval} "
@@ -205,26 +227,37 @@ def _class_name(top: str) -> str:
     return "".join(part.capitalize() for part in top.split("_") if part) or "Accelerator"
 
 
+def _report(graph: Graph, plan: Plan | SeqPlan) -> CycleReport:
+    if isinstance(plan, SeqPlan):
+        program = program_for(graph, plan)
+        return sequential_cycle_report(graph.name, program, cycle_model(program))
+    return cycle_report(graph, plan, engine_programs(graph, plan))
+
+
 def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     """The files of OUT/fpga/, by name."""
     graph, concats = hardware_graph(compiled.graph)
-    fit = _fit(graph, options)
+    fit = _fit(graph, options) if options.arch is Arch.DATAFLOW else None
     plan = plan_for(graph, options, fit)
-    if fit is not None:
+    if isinstance(plan, SeqPlan):
+        log.log(NOTICE, "fpga: sequential engine, a %dx%d MAC array; %s weight-stream words, banks of %s words; "
+                "model %s cycles/inference", plan.lanes, plan.lanes, f"{plan.stream_words:,}",
+                " and ".join(f"{w:,}" for w in plan.bank_words), f"{plan.interval:,}")
+    elif fit is not None:
         log.log(NOTICE, "fpga: %s", fit.summary())
     else:  # the iCE40 UP5K is the smallest device hwgen knows: say whether it fits, and how to make it
         log.log(NOTICE, "fpga: %s", default_fit_note(graph, plan, DEVICES[DEFAULT_DEVICE]))
     verilog = to_verilog(graph, plan)
     verilog_file = f"{plan.top}.v"
     files: dict[str, str] = {verilog_file: verilog}
-    data = manifest(graph, plan, perf_counters(plan), verilog_file, importlib.metadata.version("amaranth"), concats)
+    data = manifest(graph, plan, counters_of(plan), verilog_file, importlib.metadata.version("amaranth"), concats)
     data["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
     if fit is not None:
         data["device"] = fit.device.name
     files["manifest.json"] = json.dumps(data, indent=1) + "\n"
     if fit is not None:
         files["resources.json"] = json.dumps(fit.to_json(), indent=1) + "\n"
-    report = cycle_report(graph, plan, engine_programs(graph, plan))
+    report = _report(graph, plan)
     if options.measure:
         require_verilator()
         report = _measure(graph, build_accelerator(graph, plan, verilog, progress=progress("fpga")), report)
@@ -241,7 +274,7 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
         version=importlib.metadata.version("hwgen"), model_name=graph.name, top=plan.top,
         class_name=_class_name(plan.top), verilog_file=verilog_file, fpga_dir="OUT/fpga",
         in_desc=f"{x.dtype}{list(x.shape)}, {plan.input_lanes} per word", out_desc=out_desc,
-        seeds=[0, 1], batch=3)
+        seeds=[0, 1], batch=3, sequential=isinstance(plan, SeqPlan))
     files["accelerator.py"] = render("fpga", "accelerator.py.j2", context)
     files["test_accelerator.py"] = render("fpga", "test_accelerator.py.j2", context)
     return {name: text.encode() for name, text in files.items()}

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..backends.fpga import FpgaOptions
+from ..fpga.arch import Arch
 from ..backends.rvv import VLEN_CHOICES, RvvOptions
 from ..compiler import CompileOptions
 from ..devices import DEVICES
@@ -51,6 +52,10 @@ def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
     group.add_argument("--device", dest="fpga_device", default=None, choices=list(DEVICES),
                        help="fit the accelerator to this FPGA: the fastest folding whose estimated DSPs, block RAM "
                             "and logic fit it (with --multipliers N: that budget, checked against the device)")
+    group.add_argument("--arch", dest="fpga_arch", default=Arch.DATAFLOW.value, choices=[a.value for a in Arch],
+                       help="dataflow: one unit per layer, weights on chip; sequential: one MAC array of "
+                            "floor(sqrt(--multipliers)) squared multipliers (default 4x4) runs the layers one after "
+                            "another, activations in two banks (chains of Conv, Gemm, pooling layers)")
     if compiling:
         group.add_argument("--measure", dest="fpga_measure", action="store_true",
                            help="also measure latency, interval and busy cycles in Verilator")
@@ -58,7 +63,7 @@ def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
 
 def fpga_options(args: argparse.Namespace) -> FpgaOptions:
     return FpgaOptions(args.fpga_device, args.fpga_multipliers, tuple(args.fpga_folds),
-                       getattr(args, "fpga_measure", False))
+                       getattr(args, "fpga_measure", False), Arch(args.fpga_arch))
 
 
 def add_rvv_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..ir import Graph
 from .outputs import HostConcat, output_mux
 from .plan import Plan, plan_from_json, plan_to_json
+from .sequential import SeqPlan
 
 __all__ = ["MANIFEST_FORMAT", "StreamPort", "manifest", "stream_port", "load_plan"]
 
@@ -78,7 +79,7 @@ def _outputs_json(graph: Graph, plan: Plan, concats: tuple[HostConcat, ...]) -> 
     }
 
 
-def manifest(graph: Graph, plan: Plan, counters: list, verilog_file: str, amaranth_version: str,
+def manifest(graph: Graph, plan: Plan | SeqPlan, counters: list, verilog_file: str, amaranth_version: str,
              concats: tuple[HostConcat, ...] = ()) -> dict:
     """`graph`: the hardware graph (`outputs.hardware_graph`); `concats`: the graph outputs the
     host concatenates from its outputs."""
@@ -102,11 +103,15 @@ def manifest(graph: Graph, plan: Plan, counters: list, verilog_file: str, amaran
                      "layout": "counter k at bits [32k, 32k+32): busy cycles since reset"},
         },
         "expected": {"interval": plan.interval},
-        "plan": plan_to_json(plan),
+        "arch": plan.arch if isinstance(plan, SeqPlan) else "dataflow",
+        "plan": plan.to_json() if isinstance(plan, SeqPlan) else plan_to_json(plan),
     }
 
 
-def load_plan(manifest_json: Mapping) -> Plan:
+def load_plan(manifest_json: Mapping) -> Plan | SeqPlan:
+    """The plan of either architecture."""
     if manifest_json.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"not a {MANIFEST_FORMAT} manifest")
+    if manifest_json.get("arch", "dataflow") == "sequential":
+        return SeqPlan.from_json(manifest_json["plan"])
     return plan_from_json(manifest_json["plan"])

@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 from ..ir import Graph
 from ..names import terminal
 from .plan import Plan
+from .sequential import ARRAY
 from .units import unit_of_op
 
-__all__ = ["LayerCycles", "EngineCycles", "Measured", "CycleReport", "cycle_report", "REPORT_FORMAT"]
+__all__ = ["LayerCycles", "EngineCycles", "Measured", "CycleReport", "cycle_report", "sequential_cycle_report",
+           "REPORT_FORMAT"]
 
 REPORT_FORMAT = "hwgen-fpga-report/1"
 
@@ -152,6 +154,19 @@ def cycle_report(graph: Graph, plan: Plan, programs: Mapping) -> CycleReport:
     rescale = sum(unit_of_op(s.op).rescalers(s.out_lanes) for s in plan.layers)
     return CycleReport(graph.name, plan.budget, plan.multipliers, sum(e.multipliers for e in engines), requant,
                        rescale, sum(nonzero.values()), plan.interval, layers, engines)
+
+
+def sequential_cycle_report(model: str, program, cycles) -> CycleReport:
+    """The numbers of a sequential engine (`sequential.SeqProgram`, its `SeqCycles`): one engine,
+    the MAC array, running every layer; a layer's busy cycles are its array steps."""
+    lanes = program.lanes * program.lanes
+    fold = f"{program.lanes}x{program.lanes}"
+    layers = tuple(LayerCycles(x.node, x.op, ARRAY, fold, program.lanes, program.lanes, x.macs, x.steps)
+                   for x in program.layers)
+    nonzero = sum(x.macs for x in program.layers)
+    engine = EngineCycles(ARRAY, fold, tuple(x.node for x in program.layers), lanes, lanes, nonzero, cycles.compute)
+    return CycleReport(model, lanes, lanes, lanes, program.requantizers, 0, nonzero, cycles.interval, layers,
+                       (engine,))
 
 
 def report_from_json(d: Mapping) -> CycleReport:

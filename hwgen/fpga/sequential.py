@@ -45,9 +45,9 @@ from ..ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Re
 from ..names import identifier
 from .hardware import REQUANT_LATENCY
 
-__all__ = ["Mode", "SeqLayer", "SeqFormat", "SeqProgram", "compile_program", "run_program", "stream_words",
+__all__ = ["Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program", "run_program", "stream_words",
            "flash_image", "cycle_model", "SeqCycles", "PIPELINE_DEPTH", "LAYER_OVERHEAD", "ELEMENT_BITS",
-           "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS"]
+           "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS", "seq_perf_counters", "ARRAY"]
 
 #: Activations are stored one byte per lane (types of 8 bits or fewer).
 ELEMENT_BITS = 8
@@ -57,6 +57,9 @@ PIPELINE_DEPTH = 6
 LAYER_OVERHEAD = PIPELINE_DEPTH + REQUANT_LATENCY + 4
 #: The flash image's first bytes.
 FLASH_MAGIC = b"HWGENSEQ"
+
+#: The MAC array's name in reports and counters.
+ARRAY = "array"
 
 SUPPORTED_OPS = ("Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Requantize", "Reshape")
 
@@ -422,8 +425,8 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
     return SeqProgram(
         top=top or f"{identifier(graph.name)}_seq", lanes=lanes, requantizers=requantizers, layers=tuple(layers),
         input_tensor=x.name, output_tensor=y.name, input_shape=maps[0], output_shape=maps[-1],
-        output_dims=tuple(y.shape),        input_type=x.dtype, output_type=y.dtype, input_lanes=math.gcd(maps[0][2], lanes),
-        output_lanes=math.gcd(maps[-1][2], lanes), bank_words=tuple(bank_words), rounding=rounding, fmt=fmt)
+        output_dims=tuple(y.shape), input_type=x.dtype, output_type=y.dtype,
+        input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes), bank_words=tuple(bank_words), rounding=rounding, fmt=fmt)
 
 
 def _conv_out(hw, walk: _Walk) -> tuple[int, int]:
@@ -611,3 +614,61 @@ def cycle_model(program: SeqProgram, words_per_cycle: float = 1.0) -> SeqCycles:
     oh, ow, oc = program.output_shape
     drain = oh * ow * words_per_pixel(oc, program.lanes) * (1 + program.lanes // program.output_lanes)
     return SeqCycles(load, tuple(layers), drain)
+
+
+def seq_perf_counters(layers) -> list:
+    """The `perf` port's counters: each layer's MAC array steps (exact: the model's), the array's
+    cycles over all layers, and the cycles it waited for weights. `layers`: node names."""
+    from .plan import PerfCounter
+    return [PerfCounter("layer", n) for n in layers] + [PerfCounter("engine", ARRAY), PerfCounter("stall", "weights")]
+
+
+# -- the plan: what the manifest keeps -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeqPlan:
+    """The sequential engine's choices (its program follows from them and the IR: `program_for`)."""
+
+    model: str
+    top: str
+    lanes: int
+    requantizers: int
+    input_lanes: int
+    output_lanes: tuple[int, ...]
+    interval: int                      # cycles per inference by the model
+    layers: tuple[tuple[str, int], ...]   # (node, MAC array steps per inference)
+    bank_words: tuple[int, int]
+    tile_depth: int
+    stream_words: int
+    word_bits: int
+    arch: str = "sequential"
+
+    def to_json(self) -> dict:
+        return {"arch": self.arch, "model": self.model, "top": self.top, "lanes": self.lanes,
+                "requantizers": self.requantizers, "input_lanes": self.input_lanes,
+                "output_lanes": list(self.output_lanes), "interval": self.interval,
+                "layers": [{"node": n, "engine": ARRAY, "busy": s} for n, s in self.layers],
+                "bank_words": list(self.bank_words), "tile_depth": self.tile_depth,
+                "stream_words": self.stream_words, "word_bits": self.word_bits}
+
+    @classmethod
+    def from_json(cls, d) -> SeqPlan:
+        return cls(d["model"], d["top"], d["lanes"], d["requantizers"], d["input_lanes"], tuple(d["output_lanes"]),
+                   d["interval"], tuple((x["node"], x["busy"]) for x in d["layers"]), tuple(d["bank_words"]),
+                   d["tile_depth"], d["stream_words"], d["word_bits"])
+
+
+def make_seq_plan(graph: Graph, lanes: int = 4, requantizers: int = 1) -> tuple[SeqPlan, SeqProgram]:
+    """The plan and program of the sequential engine for a hardware graph."""
+    top = identifier(f"hwgen_{graph.name}", "hwgen")
+    program = compile_program(graph, lanes, requantizers, top)
+    plan = SeqPlan(graph.name, top, lanes, requantizers, program.input_lanes, (program.output_lanes,),
+                   cycle_model(program).interval, tuple((x.node, x.steps) for x in program.layers),
+                   program.bank_words, program.tile_depth, program.stream_length, program.fmt.word_bits)
+    return plan, program
+
+
+def program_for(graph: Graph, plan: SeqPlan) -> SeqProgram:
+    """The program a plan was made with (the compile is deterministic)."""
+    return compile_program(graph, plan.lanes, plan.requantizers, plan.top)

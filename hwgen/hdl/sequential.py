@@ -39,21 +39,13 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import signed_bits
 from ..fpga.hardware import COUNTER_BITS, REQUANT_LATENCY
-from ..fpga.sequential import ELEMENT_BITS, Mode, SeqProgram, stream_words, words_per_pixel
+from ..fpga.sequential import ELEMENT_BITS, Mode, SeqProgram, seq_perf_counters, stream_words, words_per_pixel
 from .requant import requantize
 from .streams import word_stream
 
-__all__ = ["WeightRom", "SequentialAccelerator", "perf_counters"]
+__all__ = ["WeightRom", "SequentialAccelerator"]
 
 GROUP_COUNT_BITS = 16
-
-
-def perf_counters(program: SeqProgram) -> list[tuple[str, str]]:
-    """(kind, name) of each 32-bit counter on `perf`: per layer its MAC array steps and its cycles,
-    then the cycles the array waited for weights."""
-    counters = [("steps", layer.node) for layer in program.layers]
-    counters += [("cycles", layer.node) for layer in program.layers]
-    return counters + [("stall", "weights")]
 
 
 class WeightRom(wiring.Component):
@@ -95,7 +87,7 @@ def _byte_value(byte, is_signed) -> Signal:
 class SequentialAccelerator(wiring.Component):
     def __init__(self, program: SeqProgram):
         self.program = program
-        self.counters = perf_counters(program)
+        self.counters = seq_perf_counters([x.node for x in program.layers])
         super().__init__({
             "i": In(word_stream(program.input_type, program.input_lanes)),
             "o": Out(word_stream(program.output_type, program.output_lanes)),
@@ -407,18 +399,17 @@ class SequentialAccelerator(wiring.Component):
 
         # -- performance counters ---------------------------------------------------------------
         counters = []
-        for kind, k in [("steps", k) for k in range(n_layers)] + [("cycles", k) for k in range(n_layers)]:
-            count = Signal(COUNTER_BITS, name=f"perf_{kind}_{layers[k].ident}")
-            on = (layer == k) & ((phase == LAYER) | (phase == START))
-            if kind == "steps":
-                on = on & issue & advance
+        for k, x in enumerate(layers):
+            count = Signal(COUNTER_BITS, name=f"perf_steps_{x.ident}")
+            with m.If((layer == k) & issue & advance):
+                m.d.sync += count.eq(count + 1)
+            counters.append(count)
+        for name, on in (("array", (phase == LAYER) | (phase == START)),
+                         ("stall", (phase == LAYER) & running & ~tile_ready)):
+            count = Signal(COUNTER_BITS, name=f"perf_{name}")
             with m.If(on):
                 m.d.sync += count.eq(count + 1)
             counters.append(count)
-        stall = Signal(COUNTER_BITS, name="perf_stall_weights")
-        with m.If((phase == LAYER) & running & ~tile_ready):
-            m.d.sync += stall.eq(stall + 1)
-        counters.append(stall)
         m.d.comb += self.perf.eq(Cat(*counters))
         return m
 
