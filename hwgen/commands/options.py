@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..backends.fpga import FpgaOptions
-from ..fpga.arch import Arch
 from ..backends.rvv import VLEN_CHOICES, RvvOptions
 from ..compiler import CompileOptions
 from ..devices import DEVICES
 from ..fixed import MULTIPLIER_BITS, Rounding
+from ..fpga.arch import Arch
 from ..fpga.folding import DEFAULT_MULTIPLIERS
 
 __all__ = ["add_model_options", "compile_options", "add_fpga_options", "fpga_options", "add_rvv_options",

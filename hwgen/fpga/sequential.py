@@ -45,8 +45,8 @@ from ..ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Re
 from ..names import identifier
 from .hardware import REQUANT_LATENCY
 
-__all__ = ["Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program", "run_program", "stream_words",
-           "flash_image", "cycle_model", "SeqCycles", "PIPELINE_DEPTH", "LAYER_OVERHEAD", "ELEMENT_BITS",
+__all__ = ["Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program",
+           "run_program", "stream_words", "flash_image", "cycle_model", "SeqCycles", "PIPELINE_DEPTH", "LAYER_OVERHEAD", "ELEMENT_BITS",
            "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS", "seq_perf_counters", "ARRAY"]
 
 #: Activations are stored one byte per lane (types of 8 bits or fewer).
@@ -401,13 +401,12 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         if math.prod(out_map) != out.size:
             _refuse(node, f"cannot store output {list(out.shape)} as map {list(out_map)}")
         taps, weights = _groups(walk.weights, in_map, walk.dilation, lanes, walk.mode)
-        groups = len(taps)
-        pad = lambda a, fill=0: np.concatenate([np.asarray(a, np.int64),  # noqa: E731
-                                                np.full(groups * lanes - cout, fill, np.int64)])
+        extra = len(taps) * lanes - cout   # lanes of the last group past Cout
         layers.append(SeqLayer(
             node.name, node.op, walk.mode, in_map, out_map, walk.stride, walk.pads[:2], walk.pad_value,
             graph.tensor(node.inputs[0]).dtype.signed, len(layers) % 2, taps, weights,
-            pad(walk.bias, walk.lo if walk.mode is Mode.MAX else 0), pad(walk.multiplier), pad(walk.shift),
+            _padded(walk.bias, extra, walk.lo if walk.mode is Mode.MAX else 0), _padded(walk.multiplier, extra),
+            _padded(walk.shift, extra),
             walk.zero_point, walk.lo, walk.hi, out.dtype.signed, walk.acc, node.macs(graph)[1]))
         stored[node.output] = out_map
     if not layers:
@@ -426,7 +425,12 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         top=top or f"{identifier(graph.name)}_seq", lanes=lanes, requantizers=requantizers, layers=tuple(layers),
         input_tensor=x.name, output_tensor=y.name, input_shape=maps[0], output_shape=maps[-1],
         output_dims=tuple(y.shape), input_type=x.dtype, output_type=y.dtype,
-        input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes), bank_words=tuple(bank_words), rounding=rounding, fmt=fmt)
+        input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes),
+        bank_words=tuple(bank_words), rounding=rounding, fmt=fmt)
+
+
+def _padded(values, extra: int, fill: int = 0) -> np.ndarray:
+    return np.concatenate([np.asarray(values, np.int64), np.full(extra, fill, np.int64)])
 
 
 def _conv_out(hw, walk: _Walk) -> tuple[int, int]:

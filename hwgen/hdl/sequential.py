@@ -247,10 +247,10 @@ class SequentialAccelerator(wiring.Component):
         inside = (iy >= 0) & (iy < d["h"]) & (ix >= 0) & (ix < d["w"])
         address = Signal(pos_shape, name="tap_address")
         m.d.comb += address.eq(s1["pos_base"] + offset)
-        for b, (_, read) in enumerate(banks):
-            m.d.comb += read.addr.eq(address[:len(read.addr)])
+        for _, read in banks:   # held with the pipeline: a frozen fetch stage keeps its word
+            m.d.comb += [read.addr.eq(address[:len(read.addr)]), read.en.eq(advance)]
 
-        s2 = stage("fetch", **{k: v for k, v in control.items()}, inside=1)
+        s2 = stage("fetch", **control, inside=1)
         s2_weights = [[Signal(signed(fmt.weight_bits), name=f"fetch_w{o}_{j}") for j in range(lanes)]
                       for o in range(lanes)]
         with m.If(advance):
@@ -313,7 +313,8 @@ class SequentialAccelerator(wiring.Component):
         r = p.requantizers
         results = []
         for k in range(r):
-            pick = lambda values: Cat(*values).word_select(slot_part * r + k, len(values[0]))  # noqa: E731
+            def pick(values, k=k):
+                return Cat(*values).word_select(slot_part * r + k, len(values[0]))
             acc_k = Signal(acc_shape, name=f"rq{k}_acc")
             mult_k = Signal(fmt.multiplier_bits, name=f"rq{k}_multiplier")
             shift_k = Signal(fmt.shift_bits, name=f"rq{k}_shift")
@@ -337,7 +338,6 @@ class SequentialAccelerator(wiring.Component):
         phase = Signal(range(4), name="phase")   # 0 load, 1 start layer, 2 layer, 3 drain
         LOAD, START, LAYER, DRAIN = range(4)
         h0, w0, c0 = p.input_shape
-        in_words = words_per_pixel(c0, lanes)
         in_lanes = p.input_lanes
         load_pixel = Signal(range(max(2, h0 * w0)), name="load_pixel")
         load_channel = Signal(range(max(2, c0)), name="load_channel")
