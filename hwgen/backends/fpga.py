@@ -34,7 +34,16 @@ from ..fpga.manifest import load_plan, manifest
 from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json, sequential_cycle_report
-from ..fpga.sequential import SeqPlan, cycle_model, default_lanes, make_seq_plan, program_for, seq_perf_counters
+from ..fpga.sequential import (
+    SeqPlan,
+    WeightSource,
+    cycle_model,
+    default_lanes,
+    flash_image,
+    make_seq_plan,
+    program_for,
+    seq_perf_counters,
+)
 from ..ir import Graph
 from ..logs import NOTICE, get_logger
 from ..outdir import read_json, reading
@@ -136,8 +145,15 @@ def build_accelerator(graph: Graph, plan: Plan | SeqPlan, verilog: str, *, trace
     from ..sim.rtl import RtlAccelerator
 
     x = graph.tensor(graph.inputs[0])
+    top = plan.top
+    if isinstance(plan, SeqPlan) and plan.weights is not WeightSource.ROM:   # with its flash
+        from ..sim.flash import simulation_top
+        mux = output_mux(graph, plan.output_lanes)
+        ports = {"i": x.dtype.bits * plan.input_lanes, "o": mux.width, "perf": 32 * len(counters_of(plan))}
+        verilog, top = simulation_top(verilog, plan.top, flash_image(program_for(graph, plan)), plan.flash_address,
+                                      ports)
     return RtlAccelerator.build(
-        verilog, plan.top, trace=trace, progress=progress, cache_dir=cache_dir, in_type=x.dtype,
+        verilog, top, trace=trace, progress=progress, cache_dir=cache_dir, in_type=x.dtype,
         in_lanes=plan.input_lanes, in_shape=x.shape, outputs=output_mux(graph, plan.output_lanes),
         counter_names=[f"{c.kind}:{c.name}" for c in counters_of(plan)], expected_interval=plan.interval)
 

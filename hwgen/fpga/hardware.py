@@ -18,7 +18,8 @@ __all__ = [
     "TREE_LEVELS", "QUEUE_POSITIONS", "tree_latency", "engine_latency", "engine_queue_depth", "SMALL_QUEUE",
     "QueueStorage", "queue_storage", "WINDOW_QUEUE_DEPTH", "WINDOW_SLACK_ROWS", "window_rows",
     "POOL_QUEUE_DEPTH", "MAXPOOL_QUEUE_DEPTH", "ELEMENTWISE_QUEUE_DEPTH", "JOIN_QUEUE_DEPTH", "COUNTER_BITS",
-    "LOOKUP_QUEUE_DEPTH", "REMAP_QUEUE_DEPTH", "REMAP_ROWS",
+    "LOOKUP_QUEUE_DEPTH", "REMAP_QUEUE_DEPTH", "REMAP_ROWS", "FLASH_READ", "FLASH_FAST_READ_QUAD_OUTPUT",
+    "FLASH_QUAD_DUMMY_CLOCKS",
 ]
 
 
@@ -159,3 +160,12 @@ def window_rows(shape: tuple[int, int, int], kernel: tuple[int, int], stride: tu
     written, and up to `slack` more (no more than the map has)."""
     span = (kernel[0] - 1) * dilation[0] + 1
     return span + stride[0] + min(slack, max(0, shape[0] - span))
+
+
+# -- the SPI flash a sequential engine streams its weights from ------------------------------------
+
+#: Read Data: command and 24-bit address on io0, data on io1.
+FLASH_READ = 0x03
+#: Fast Read Quad Output: command and address on io0, dummy clocks, data on io0..io3.
+FLASH_FAST_READ_QUAD_OUTPUT = 0x6B
+FLASH_QUAD_DUMMY_CLOCKS = 8

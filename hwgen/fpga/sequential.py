@@ -43,11 +43,12 @@ from ..errors import UnsupportedModelError
 from ..fixed import MAX_SHIFT, IntType, Rounding, signed_bits
 from ..ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape
 from ..names import identifier
-from .hardware import REQUANT_LATENCY
+from .hardware import FLASH_QUAD_DUMMY_CLOCKS, REQUANT_LATENCY
 
 __all__ = ["Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program",
            "run_program", "stream_words", "flash_image", "cycle_model", "SeqCycles", "PIPELINE_DEPTH", "LAYER_OVERHEAD", "ELEMENT_BITS",
-           "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS", "seq_perf_counters", "ARRAY"]
+           "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS", "seq_perf_counters", "ARRAY", "WeightSource",
+           "FLASH_ADDRESS", "FLASH_HEADER_BYTES", "stream_rate", "flash_restart_cycles"]
 
 #: Activations are stored one byte per lane (types of 8 bits or fewer).
 ELEMENT_BITS = 8
@@ -62,6 +63,24 @@ FLASH_MAGIC = b"HWGENSEQ"
 ARRAY = "array"
 
 SUPPORTED_OPS = ("Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Requantize", "Reshape")
+
+
+#: Where the flash image starts by default: 1 MiB, past an iCE40 bitstream (104 KB on a UP5K).
+FLASH_ADDRESS = 0x100000
+#: The flash image's header: magic, version, word bytes, word count, SHA-256 prefix.
+FLASH_HEADER_BYTES = 32
+
+
+class WeightSource(enum.StrEnum):
+    """Where the engine's weight stream comes from."""
+
+    ROM = "rom"      # a ROM on chip (block RAM), one word a cycle
+    SPI = "spi"      # an SPI NOR flash, READ (0x03): one data line, sck = clk / 2
+    QSPI = "qspi"    # Fast Read Quad Output (0x6B): four data lines, sck = clk / 2
+
+    @property
+    def lines(self) -> int:
+        return {"rom": 0, "spi": 1, "qspi": 4}[self.value]
 
 
 class Mode(enum.IntEnum):
@@ -144,7 +163,12 @@ class SeqFormat:
 
     @property
     def word_bits(self) -> int:
-        return max(self.header_bits, self.entry_bits)
+        """A stream word holds a step; a header takes `header_words` of them."""
+        return self.entry_bits
+
+    @property
+    def header_words(self) -> int:
+        return -(-self.header_bits // self.entry_bits)
 
     @property
     def word_bytes(self) -> int:
@@ -171,6 +195,8 @@ class SeqProgram:
     bank_words: tuple[int, int]
     rounding: Rounding
     fmt: SeqFormat = field(repr=False)
+    weights: WeightSource = WeightSource.ROM
+    flash_address: int = FLASH_ADDRESS
 
     @property
     def tile_depth(self) -> int:
@@ -188,7 +214,7 @@ class SeqProgram:
     @property
     def stream_length(self) -> int:
         """Words of the weight stream per inference."""
-        return sum(layer.groups + sum(len(t) for t in layer.taps) for layer in self.layers)
+        return sum(layer.groups * self.fmt.header_words + sum(len(t) for t in layer.taps) for layer in self.layers)
 
 
 # -- compiling a graph --------------------------------------------------------------------------
@@ -372,7 +398,8 @@ def _check_type(node: Node | None, t, what: str) -> None:
         _refuse(node, msg)
 
 
-def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: str | None = None) -> SeqProgram:
+def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: str | None = None,
+                    weights: WeightSource = WeightSource.ROM, flash_address: int = FLASH_ADDRESS) -> SeqProgram:
     """The sequential engine's program for `graph` (raises UnsupportedModelError naming the node it cannot run)."""
     if lanes < 1 or requantizers < 1 or lanes % requantizers:
         raise ValueError(f"lanes {lanes} and requantizers {requantizers}: requantizers must divide lanes")
@@ -400,11 +427,11 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         out_map = (oh, ow, cout)
         if math.prod(out_map) != out.size:
             _refuse(node, f"cannot store output {list(out.shape)} as map {list(out_map)}")
-        taps, weights = _groups(walk.weights, in_map, walk.dilation, lanes, walk.mode)
+        taps, blocks = _groups(walk.weights, in_map, walk.dilation, lanes, walk.mode)
         extra = len(taps) * lanes - cout   # lanes of the last group past Cout
         layers.append(SeqLayer(
             node.name, node.op, walk.mode, in_map, out_map, walk.stride, walk.pads[:2], walk.pad_value,
-            graph.tensor(node.inputs[0]).dtype.signed, len(layers) % 2, taps, weights,
+            graph.tensor(node.inputs[0]).dtype.signed, len(layers) % 2, taps, blocks,
             _padded(walk.bias, extra, walk.lo if walk.mode is Mode.MAX else 0), _padded(walk.multiplier, extra),
             _padded(walk.shift, extra),
             walk.zero_point, walk.lo, walk.hi, out.dtype.signed, walk.acc, node.macs(graph)[1]))
@@ -426,7 +453,8 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         input_tensor=x.name, output_tensor=y.name, input_shape=maps[0], output_shape=maps[-1],
         output_dims=tuple(y.shape), input_type=x.dtype, output_type=y.dtype,
         input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes),
-        bank_words=tuple(bank_words), rounding=rounding, fmt=fmt)
+        bank_words=tuple(bank_words), rounding=rounding, fmt=fmt, weights=WeightSource(weights),
+        flash_address=flash_address)
 
 
 def _padded(values, extra: int, fill: int = 0) -> np.ndarray:
@@ -493,7 +521,9 @@ def stream_words(program: SeqProgram) -> list[int]:
     for layer in program.layers:
         for g, (taps, weights) in enumerate(zip(layer.taps, layer.weights)):
             sl = slice(g * lanes, (g + 1) * lanes)
-            words.append(header_word(fmt, len(taps), layer.bias[sl], layer.multiplier[sl], layer.shift[sl]))
+            header = header_word(fmt, len(taps), layer.bias[sl], layer.multiplier[sl], layer.shift[sl])
+            mask = (1 << fmt.word_bits) - 1
+            words.extend((header >> (k * fmt.word_bits)) & mask for k in range(fmt.header_words))
             words.extend(entry_word(fmt, t, w) for t, w in zip(taps, weights))
     return words
 
@@ -588,17 +618,33 @@ class SeqCycles:
         return self.load + self.compute + self.drain
 
 
-def cycle_model(program: SeqProgram, words_per_cycle: float = 1.0) -> SeqCycles:
-    """Cycles per inference when the weight stream delivers `words_per_cycle` words a cycle (1: an
-    on-chip ROM; a flash delivers bits per cycle / word bits).
+def stream_rate(program: SeqProgram) -> float:
+    """Weight-stream words per cycle: a ROM gives one; a flash `lines` bits every two cycles."""
+    if program.weights is WeightSource.ROM:
+        return 1.0
+    return program.weights.lines / (2 * 8 * program.fmt.word_bytes)
+
+
+def flash_restart_cycles(program: SeqProgram) -> int:
+    """Cycles between the last word of one pass over the flash and the first of the next: cs_n
+    high, command, address and dummy clocks."""
+    if program.weights is WeightSource.ROM:
+        return 0
+    return 1 + 2 * (32 + (FLASH_QUAD_DUMMY_CLOCKS if program.weights is WeightSource.QSPI else 0))
+
+
+def cycle_model(program: SeqProgram, words_per_cycle: float | None = None) -> SeqCycles:
+    """Cycles per inference when the weight stream delivers `words_per_cycle` words a cycle
+    (default: what the program's weight source delivers, `stream_rate`).
 
     The loader fills one half of the tile while the array computes from the other: a group starts
     when its words are in and the group two before it has finished; a position of a group takes
     max(steps, L / requantizers) cycles (the requantizers take L / R cycles per output word).
     """
+    rate = stream_rate(program) if words_per_cycle is None else words_per_cycle
     per_word = program.lanes // program.requantizers
     t = 0.0                      # the engine's time
-    loader = 0.0                 # when the loader has written the latest group
+    loader = float(flash_restart_cycles(program))   # when the loader has written the latest group
     finished: list[float] = []   # when each group's last position issued
     layers = []
     for layer in program.layers:
@@ -606,7 +652,7 @@ def cycle_model(program: SeqProgram, words_per_cycle: float = 1.0) -> SeqCycles:
         for taps in layer.taps:
             k = len(finished)
             # group k goes into the half group k-2 used: it loads once that one is done
-            loader = max(loader, finished[k - 2] if k >= 2 else 0.0) + (1 + len(taps)) / words_per_cycle
+            loader = max(loader, finished[k - 2] if k >= 2 else 0.0) + (program.fmt.header_words + len(taps)) / rate
             begin = max(t, loader)
             stalls += begin - t
             t = begin + layer.positions * max(len(taps), per_word)
@@ -646,6 +692,8 @@ class SeqPlan:
     tile_depth: int
     stream_words: int
     word_bits: int
+    weights: WeightSource = WeightSource.ROM
+    flash_address: int = FLASH_ADDRESS
     arch: str = "sequential"
 
     def to_json(self) -> dict:
@@ -654,25 +702,28 @@ class SeqPlan:
                 "output_lanes": list(self.output_lanes), "interval": self.interval,
                 "layers": [{"node": n, "engine": ARRAY, "busy": s} for n, s in self.layers],
                 "bank_words": list(self.bank_words), "tile_depth": self.tile_depth,
-                "stream_words": self.stream_words, "word_bits": self.word_bits}
+                "stream_words": self.stream_words, "word_bits": self.word_bits, "weights": self.weights.value,
+                "flash_address": self.flash_address}
 
     @classmethod
     def from_json(cls, d) -> SeqPlan:
         return cls(d["model"], d["top"], d["lanes"], d["requantizers"], d["input_lanes"], tuple(d["output_lanes"]),
                    d["interval"], tuple((x["node"], x["busy"]) for x in d["layers"]), tuple(d["bank_words"]),
-                   d["tile_depth"], d["stream_words"], d["word_bits"])
+                   d["tile_depth"], d["stream_words"], d["word_bits"], WeightSource(d["weights"]), d["flash_address"])
 
 
-def make_seq_plan(graph: Graph, lanes: int = 4, requantizers: int = 1) -> tuple[SeqPlan, SeqProgram]:
+def make_seq_plan(graph: Graph, lanes: int = 4, requantizers: int = 1, weights: WeightSource = WeightSource.ROM,
+                  flash_address: int = FLASH_ADDRESS) -> tuple[SeqPlan, SeqProgram]:
     """The plan and program of the sequential engine for a hardware graph."""
     top = identifier(f"hwgen_{graph.name}", "hwgen")
-    program = compile_program(graph, lanes, requantizers, top)
+    program = compile_program(graph, lanes, requantizers, top, weights, flash_address)
     plan = SeqPlan(graph.name, top, lanes, requantizers, program.input_lanes, (program.output_lanes,),
                    cycle_model(program).interval, tuple((x.node, x.steps) for x in program.layers),
-                   program.bank_words, program.tile_depth, program.stream_length, program.fmt.word_bits)
+                   program.bank_words, program.tile_depth, program.stream_length, program.fmt.word_bits,
+                   program.weights, flash_address)
     return plan, program
 
 
 def program_for(graph: Graph, plan: SeqPlan) -> SeqProgram:
     """The program a plan was made with (the compile is deterministic)."""
-    return compile_program(graph, plan.lanes, plan.requantizers, plan.top)
+    return compile_program(graph, plan.lanes, plan.requantizers, plan.top, plan.weights, plan.flash_address)

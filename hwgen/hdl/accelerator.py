@@ -172,4 +172,6 @@ class Standalone(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), net.i)
         wiring.connect(m, net.o, wiring.flipped(self.o))
         m.d.comb += self.perf.eq(net.perf)
+        if "flash" in self.signature.members:   # a sequential engine's weights from SPI flash
+            wiring.connect(m, net.flash, wiring.flipped(self.flash))
         return m

@@ -39,7 +39,17 @@ from amaranth.lib.wiring import In, Out
 
 from ..fixed import signed_bits
 from ..fpga.hardware import COUNTER_BITS, REQUANT_LATENCY
-from ..fpga.sequential import ELEMENT_BITS, Mode, SeqProgram, seq_perf_counters, stream_words, words_per_pixel
+from ..fpga.sequential import (
+    ELEMENT_BITS,
+    FLASH_HEADER_BYTES,
+    Mode,
+    SeqProgram,
+    WeightSource,
+    seq_perf_counters,
+    stream_words,
+    words_per_pixel,
+)
+from .flash import FlashPins, SpiFlashReader
 from .requant import requantize
 from .streams import word_stream
 
@@ -88,11 +98,14 @@ class SequentialAccelerator(wiring.Component):
     def __init__(self, program: SeqProgram):
         self.program = program
         self.counters = seq_perf_counters([x.node for x in program.layers])
-        super().__init__({
+        members = {
             "i": In(word_stream(program.input_type, program.input_lanes)),
             "o": Out(word_stream(program.output_type, program.output_lanes)),
             "perf": Out(unsigned(COUNTER_BITS * len(self.counters))),
-        })
+        }
+        if program.weights is not WeightSource.ROM:
+            members["flash"] = Out(FlashPins())
+        super().__init__(members)
 
     def elaborate(self, platform):  # noqa: C901 - one engine, one place
         m = Module()
@@ -127,7 +140,12 @@ class SequentialAccelerator(wiring.Component):
         tile = memory.Memory(shape=unsigned(fmt.entry_bits), depth=2 * tile_depth, init=[])
         m.submodules.tile = tile
         tile_write, tile_read = tile.write_port(), tile.read_port(domain="sync")
-        m.submodules.weights = source = WeightRom(stream_words(p), fmt.word_bits)
+        if p.weights is WeightSource.ROM:
+            m.submodules.weights = source = WeightRom(stream_words(p), fmt.word_bits)
+        else:
+            m.submodules.weights = source = SpiFlashReader(p.flash_address + FLASH_HEADER_BYTES, p.stream_length,
+                                                           fmt.word_bytes, fmt.word_bits, p.weights.lines)
+            wiring.connect(m, source.flash, wiring.flipped(self.flash))
 
         # -- the layer descriptor ---------------------------------------------------------------
         layer = Signal(range(max(2, n_layers)), name="layer")
@@ -161,26 +179,34 @@ class SequentialAccelerator(wiring.Component):
         head_mult = [[Signal(fmt.multiplier_bits, name=f"head{h}_multiplier{j}") for j in range(lanes)]
                      for h in range(2)]
         head_shift = [[Signal(fmt.shift_bits, name=f"head{h}_shift{j}") for j in range(lanes)] for h in range(2)]
-        entry_count = Signal(fmt.steps_bits + 1, name="load_entry")   # 0: the header comes next
+        entry_count = Signal(fmt.steps_bits + 1, name="load_entry")   # 0: a header word comes next
         load_steps = Signal(fmt.steps_bits, name="load_steps")
+        header_words = fmt.header_words
+        header_part = Signal(range(max(2, header_words)), name="load_header_part")
+        header_low = Signal(max(1, (header_words - 1) * fmt.word_bits), name="load_header_low")
         load_half = loaded[0]
         room = (loaded - released)[:GROUP_COUNT_BITS] != 2
         m.d.comb += source.o.ready.eq(room)
         word = source.o.payload
         with m.If(source.o.valid & room):
             with m.If(entry_count == 0):
-                f = _Fields(word)
-                steps = f.take(fmt.steps_bits)
-                fields = [(f.take(fmt.acc_bits, True), f.take(fmt.multiplier_bits), f.take(fmt.shift_bits))
-                          for _ in range(lanes)]
-                m.d.sync += [load_steps.eq(steps), entry_count.eq(1)]
-                for h in range(2):
-                    with m.If(load_half == h):
-                        m.d.sync += head_steps[h].eq(steps)
-                        for j, (b, mult, s) in enumerate(fields):
-                            m.d.sync += [head_bias[h][j].eq(b), head_mult[h][j].eq(mult), head_shift[h][j].eq(s)]
+                with m.If(header_part != header_words - 1):   # the header's lower words
+                    m.d.sync += [header_part.eq(header_part + 1),
+                                 header_low.eq(Cat(header_low, word)[fmt.word_bits:] if header_words > 1 else 0)]
+                with m.Else():
+                    f = _Fields(Cat(header_low, word) if header_words > 1 else word)
+                    steps = f.take(fmt.steps_bits)
+                    fields = [(f.take(fmt.acc_bits, True), f.take(fmt.multiplier_bits), f.take(fmt.shift_bits))
+                              for _ in range(lanes)]
+                    m.d.sync += [load_steps.eq(steps), entry_count.eq(1), header_part.eq(0)]
+                    for h in range(2):
+                        with m.If(load_half == h):
+                            m.d.sync += head_steps[h].eq(steps)
+                            for j, (b, mult, s) in enumerate(fields):
+                                m.d.sync += [head_bias[h][j].eq(b), head_mult[h][j].eq(mult),
+                                             head_shift[h][j].eq(s)]
             with m.Else():
-                m.d.comb += [tile_write.en.eq(1), tile_write.data.eq(word[:fmt.entry_bits]),
+                m.d.comb += [tile_write.en.eq(1), tile_write.data.eq(word),
                              tile_write.addr.eq(load_half * tile_depth + entry_count - 1)]
                 with m.If(entry_count == load_steps):
                     m.d.sync += [entry_count.eq(0), loaded.eq(loaded + 1)]

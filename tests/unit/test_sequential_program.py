@@ -81,7 +81,9 @@ def test_the_weight_stream_holds_the_program_in_order():
     entry = [(fmt.tap_bits, False)] * 2 + [(fmt.offset_bits, False)] + [(fmt.weight_bits, True)] * lanes * lanes
     for layer in program.layers:
         for g, (taps, weights) in enumerate(zip(layer.taps, layer.weights)):
-            h = _decode(next(words), header)
+            chunks = [next(words) for _ in range(fmt.header_words)]
+            assert all(c < 1 << fmt.word_bits for c in chunks)
+            h = _decode(sum(c << (k * fmt.word_bits) for k, c in enumerate(chunks)), header)
             assert h[0] == len(taps)
             sl = slice(g * lanes, (g + 1) * lanes)
             assert h[1::3] == list(layer.bias[sl]) and h[2::3] == list(layer.multiplier[sl])

@@ -1,0 +1,6 @@
+"""Hand-written HDL that hwgen's generated designs instantiate (installed as package data hwgen.rtl).
+
+* `spi_flash_model.v`: a behavioural SPI NOR flash (READ 0x03 and Fast Read Quad Output 0x6B)
+  serving a hex image; the Verilator co-simulation of a sequential engine whose weights stream from
+  flash instantiates it in the wrapper `hwgen.sim.flash.simulation_top` writes.
+"""
