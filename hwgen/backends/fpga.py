@@ -35,6 +35,8 @@ from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
 from ..fpga.report import CycleReport, Measured, cycle_report, report_from_json, sequential_cycle_report
 from ..fpga.sequential import (
+    FLASH_ADDRESS,
+    FLASH_HEADER_BYTES,
     SeqPlan,
     WeightSource,
     cycle_model,
@@ -68,7 +70,8 @@ class FpgaOptions:
     the multiplier budget the layers share (with a device: that budget, checked against it);
     `folds`: `LAYER=PE,SIMD` engines of their own; `measure`: also measure latency, interval and
     busy cycles in Verilator; `arch`: the architecture (the sequential engine's MAC array is L x L
-    with L = floor(sqrt(multipliers)), 4 by default).
+    with L = floor(sqrt(multipliers)), 4 by default); `weights`: where the sequential engine's weight
+    stream comes from (a ROM, or an SPI flash holding OUT/fpga/weights.bin at `flash_address`).
     """
 
     device: str | None = None
@@ -76,13 +79,21 @@ class FpgaOptions:
     folds: tuple[str, ...] = ()
     measure: bool = False
     arch: Arch = Arch.DATAFLOW
+    weights: WeightSource = WeightSource.ROM
+    flash_address: int = FLASH_ADDRESS
 
     def __post_init__(self):
-        try:
-            object.__setattr__(self, "arch", Arch(self.arch))
-        except ValueError:
-            raise InvalidOptionError(f"unknown architecture {self.arch!r}; choose from "
-                                     f"{', '.join(a.value for a in Arch)}") from None
+        for name, kind in (("arch", Arch), ("weights", WeightSource)):
+            try:
+                object.__setattr__(self, name, kind(getattr(self, name)))
+            except ValueError:
+                raise InvalidOptionError(f"unknown {name} {getattr(self, name)!r}; choose from "
+                                         f"{', '.join(a.value for a in kind)}") from None
+        if self.weights is not WeightSource.ROM and self.arch is not Arch.SEQUENTIAL:
+            raise InvalidOptionError(f"--weights {self.weights.value} needs --arch sequential (the dataflow "
+                                     "accelerator keeps its weights in its units)")
+        if not 0 <= self.flash_address < (1 << 24) - FLASH_HEADER_BYTES:
+            raise InvalidOptionError(f"--flash-address must be a 24-bit address, not {self.flash_address:#x}")
         if self.arch is Arch.SEQUENTIAL and (self.device is not None or self.folds):
             raise InvalidOptionError("--arch sequential takes neither --device (its resource model is not written "
                                      "yet) nor --fold (it has one MAC array); give --multipliers N for an "
@@ -108,7 +119,7 @@ def _fit(graph: Graph, options: FpgaOptions) -> Fit | None:
 
 def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | None = None) -> Plan | SeqPlan:
     if options.arch is Arch.SEQUENTIAL:
-        return make_seq_plan(graph, default_lanes(options.multipliers))[0]
+        return make_seq_plan(graph, default_lanes(options.multipliers), 1, options.weights, options.flash_address)[0]
     fit = fit or _fit(graph, options)
     if fit is not None:
         return fit.plan
@@ -256,8 +267,10 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     fit = _fit(graph, options) if options.arch is Arch.DATAFLOW else None
     plan = plan_for(graph, options, fit)
     if isinstance(plan, SeqPlan):
-        log.log(NOTICE, "fpga: sequential engine, a %dx%d MAC array; %s weight-stream words, banks of %s words; "
-                "model %s cycles/inference", plan.lanes, plan.lanes, f"{plan.stream_words:,}",
+        source = "a ROM" if plan.weights is WeightSource.ROM else \
+            f"{plan.weights.value.upper()} flash at {plan.flash_address:#08x} (weights.bin)"
+        log.log(NOTICE, "fpga: sequential engine, a %dx%d MAC array; %s weight-stream words from %s, banks of %s "
+                "words; model %s cycles/inference", plan.lanes, plan.lanes, f"{plan.stream_words:,}", source,
                 " and ".join(f"{w:,}" for w in plan.bank_words), f"{plan.interval:,}")
     elif fit is not None:
         log.log(NOTICE, "fpga: %s", fit.summary())
@@ -293,7 +306,10 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
         seeds=[0, 1], batch=3, sequential=isinstance(plan, SeqPlan))
     files["accelerator.py"] = render("fpga", "accelerator.py.j2", context)
     files["test_accelerator.py"] = render("fpga", "test_accelerator.py.j2", context)
-    return {name: text.encode() for name, text in files.items()}
+    out = {name: text.encode() for name, text in files.items()}
+    if isinstance(plan, SeqPlan) and plan.weights is not WeightSource.ROM:
+        out["weights.bin"] = flash_image(program_for(graph, plan))
+    return out
 
 
 def run_core(compiled: Compiled, inputs: dict[str, np.ndarray], options: FpgaOptions) -> dict[str, np.ndarray]:

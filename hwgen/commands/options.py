@@ -12,6 +12,7 @@ from ..devices import DEVICES
 from ..fixed import MULTIPLIER_BITS, Rounding
 from ..fpga.arch import Arch
 from ..fpga.folding import DEFAULT_MULTIPLIERS
+from ..fpga.sequential import FLASH_ADDRESS, WeightSource
 
 __all__ = ["add_model_options", "compile_options", "add_fpga_options", "fpga_options", "add_rvv_options",
            "rvv_options", "HelpFormatter"]
@@ -56,6 +57,13 @@ def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
                        help="dataflow: one unit per layer, weights on chip; sequential: one MAC array of "
                             "floor(sqrt(--multipliers)) squared multipliers (default 4x4) runs the layers one after "
                             "another, activations in two banks (chains of Conv, Gemm, pooling layers)")
+    group.add_argument("--weights", dest="fpga_weights", default=WeightSource.ROM.value,
+                       choices=[w.value for w in WeightSource],
+                       help="where the sequential engine's weights stream from: a ROM on chip, or an SPI flash "
+                            "holding OUT/fpga/weights.bin (spi: READ on one data line; qspi: Fast Read Quad Output)")
+    group.add_argument("--flash-address", dest="fpga_flash_address", type=lambda v: int(v, 0), default=FLASH_ADDRESS,
+                       metavar="ADDRESS", help=f"where weights.bin sits in the flash (default {FLASH_ADDRESS:#x}: past "
+                                               "an iCE40 bitstream)")
     if compiling:
         group.add_argument("--measure", dest="fpga_measure", action="store_true",
                            help="also measure latency, interval and busy cycles in Verilator")
@@ -63,7 +71,8 @@ def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
 
 def fpga_options(args: argparse.Namespace) -> FpgaOptions:
     return FpgaOptions(args.fpga_device, args.fpga_multipliers, tuple(args.fpga_folds),
-                       getattr(args, "fpga_measure", False), Arch(args.fpga_arch))
+                       getattr(args, "fpga_measure", False), Arch(args.fpga_arch), WeightSource(args.fpga_weights),
+                       args.fpga_flash_address)
 
 
 def add_rvv_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:

@@ -20,6 +20,7 @@ from ..fpga.fit import overflows
 from ..fpga.plan import engine_programs
 from ..fpga.report import report_from_json
 from ..fpga.resources import estimate
+from ..fpga.sequential import SeqPlan
 from ..logs import NOTICE, get_logger
 from ..outdir import OutputDir, read_json, reading
 from ..synth.accelerator import Accelerator, find_accelerator, verilog_accelerator
@@ -114,6 +115,8 @@ def _estimate(out: Path, device: str):
     if not (out / "ir.json").is_file():
         return None
     compiled = load_output(out)
+    if isinstance(compiled.plan, SeqPlan):   # the sequential engine has no resource model yet
+        return None
     dev = DEVICES[device]
     fitted_for = compiled.manifest.get("device")
     same_family = fitted_for is not None and DEVICES[fitted_for].family is dev.family

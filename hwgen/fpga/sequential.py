@@ -44,11 +44,14 @@ from ..fixed import MAX_SHIFT, IntType, Rounding, signed_bits
 from ..ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape
 from ..names import identifier
 from .hardware import FLASH_QUAD_DUMMY_CLOCKS, REQUANT_LATENCY
+from .plan import PerfCounter
 
-__all__ = ["Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program",
-           "run_program", "stream_words", "flash_image", "cycle_model", "SeqCycles", "PIPELINE_DEPTH", "LAYER_OVERHEAD", "ELEMENT_BITS",
-           "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS", "seq_perf_counters", "ARRAY", "WeightSource",
-           "FLASH_ADDRESS", "FLASH_HEADER_BYTES", "stream_rate", "flash_restart_cycles"]
+__all__ = [
+    "Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program",
+    "run_program", "stream_words", "flash_image", "cycle_model", "SeqCycles", "PIPELINE_DEPTH", "LAYER_OVERHEAD",
+    "ELEMENT_BITS", "FLASH_MAGIC", "default_lanes", "SUPPORTED_OPS", "seq_perf_counters", "ARRAY", "WeightSource",
+    "FLASH_ADDRESS", "FLASH_HEADER_BYTES", "stream_rate", "flash_restart_cycles",
+]
 
 #: Activations are stored one byte per lane (types of 8 bits or fewer).
 ELEMENT_BITS = 8
@@ -62,7 +65,6 @@ FLASH_MAGIC = b"HWGENSEQ"
 #: The MAC array's name in reports and counters.
 ARRAY = "array"
 
-SUPPORTED_OPS = ("Conv2d", "Dense", "MaxPool", "AvgPool", "GlobalAvgPool", "Requantize", "Reshape")
 
 
 #: Where the flash image starts by default: 1 MiB, past an iCE40 bitstream (104 KB on a UP5K).
@@ -274,67 +276,97 @@ def _identity_weights(channels: int, kernel: tuple[int, int]) -> np.ndarray:
     return w
 
 
-def _walk(node: Node, graph: Graph, in_map: tuple[int, int, int]) -> _Walk:
+def _conv_walk(node: Conv2d, graph: Graph, in_map) -> _Walk:
+    x = graph.tensor(node.inputs[0])
+    if node.requant is None:
+        _refuse(node, "stores 8-bit activations, not a raw accumulator")
+    cout, kh, kw, cg = node.weights.shape
+    dense = np.zeros((cout, kh, kw, in_map[2]), dtype=np.int64)   # groups as zero blocks
+    per_group = cout // node.groups
+    for o in range(cout):
+        g = o // per_group
+        dense[o, :, :, g * cg:(g + 1) * cg] = node.weights[o]
+    m, s = _requant_arrays(node.requant, cout)
+    r = node.requant
+    return _Walk(Mode.SUM, (kh, kw), node.stride, node.dilation, node.pads, x.zero_point, dense,
+                 np.array(node.bias), m, s, r.zero_point, r.lo, r.hi, r.rounding, node.acc)
+
+
+def _dense_walk(node: Dense, graph: Graph, in_map) -> _Walk:
     x = graph.tensor(node.inputs[0])
     h, w, c = in_map
-    if isinstance(node, Conv2d):
-        if node.requant is None:
-            _refuse(node, "stores 8-bit activations, not a raw accumulator")
-        cout, kh, kw, cg = node.weights.shape
-        dense = np.zeros((cout, kh, kw, c), dtype=np.int64)
-        per_group = cout // node.groups
-        for o in range(cout):
-            g = o // per_group
-            dense[o, :, :, g * cg:(g + 1) * cg] = node.weights[o]
-        m, s = _requant_arrays(node.requant, cout)
-        r = node.requant
-        return _Walk(Mode.SUM, (kh, kw), node.stride, node.dilation, node.pads, x.zero_point, dense,
-                     np.array(node.bias), m, s, r.zero_point, r.lo, r.hi, r.rounding, node.acc)
-    if isinstance(node, Dense):
-        if node.weights.ndim != 2:
-            _refuse(node, "runs Dense layers of one matrix, not stacked ones")
-        if node.requant is None:
-            _refuse(node, "stores 8-bit activations, not a raw accumulator")
-        cout, k = node.weights.shape
-        xs = x.shape
-        m, s = _requant_arrays(node.requant, cout)
-        r = node.requant
-        if k == h * w * c and math.prod(xs) == k:          # over the whole (flattened) map
-            dense, kernel = node.weights.reshape(cout, h, w, c), (h, w)
-        elif k == c and math.prod(xs[:-1]) == h * w:       # per position: a 1x1 convolution
-            dense, kernel = node.weights.reshape(cout, 1, 1, c), (1, 1)
-        else:
-            _refuse(node, f"cannot read input {list(xs)} stored as map {list(in_map)}")
-        return _Walk(Mode.SUM, kernel, (1, 1), (1, 1), (0, 0, 0, 0), x.zero_point, dense, np.array(node.bias),
-                     m, s, r.zero_point, r.lo, r.hi, r.rounding, node.acc)
-    if isinstance(node, MaxPool):
-        t = x.dtype
-        return _Walk(Mode.MAX, node.kernel, node.stride, node.dilation, node.pads, t.lo,
-                     _identity_weights(c, node.kernel), np.full(c, t.lo), np.ones(c, np.int64),
-                     np.zeros(c, np.int64), 0, t.lo, t.hi, Rounding.RNE, IntType(ELEMENT_BITS + 1, True))
-    if isinstance(node, (AvgPool, GlobalAvgPool)):
-        if isinstance(node, GlobalAvgPool):
-            kernel, stride, pads, requant = (h, w), (1, 1), (0, 0, 0, 0), node.requant
-        else:
-            kernel, stride, pads = node.kernel, node.stride, node.pads
-            counts = _window_counts(node, in_map)
-            if len(set(counts)) != 1:
-                _refuse(node, "requantizes every window alike (border windows of fewer taps are not supported yet)")
-            requant = node.requants[counts.pop()] if not node.count_include_pad else \
-                node.requants[kernel[0] * kernel[1]]
-        taps = kernel[0] * kernel[1]
-        m, s = _requant_arrays(requant, c)
-        # acc = sum over taps of x, padding reading the zero point; minus taps * zp = sum of (x - zp)
-        return _Walk(Mode.SUM, kernel, stride, (1, 1), pads, x.zero_point, _identity_weights(c, kernel),
-                     np.full(c, -taps * x.zero_point), m, s, requant.zero_point, requant.lo, requant.hi,
-                     requant.rounding, node.acc)
-    if isinstance(node, Requantize):
-        r = node.requant
-        m, s = _requant_arrays(r, c)
-        acc = IntType(ELEMENT_BITS + 2, True)
-        return _Walk(Mode.SUM, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), x.zero_point, _identity_weights(c, (1, 1)),
-                     np.full(c, -x.zero_point), m, s, r.zero_point, r.lo, r.hi, r.rounding, acc)
-    _refuse(node, f"does not run {node.op} yet (it runs {', '.join(SUPPORTED_OPS)})")
+    if node.weights.ndim != 2:
+        _refuse(node, "runs Dense layers of one matrix, not stacked ones")
+    if node.requant is None:
+        _refuse(node, "stores 8-bit activations, not a raw accumulator")
+    cout, k = node.weights.shape
+    m, s = _requant_arrays(node.requant, cout)
+    r = node.requant
+    if k == h * w * c and x.size == k:                       # over the whole (flattened) map
+        dense, kernel = node.weights.reshape(cout, h, w, c), (h, w)
+    elif k == c and math.prod(x.shape[:-1]) == h * w:        # per position: a 1x1 convolution
+        dense, kernel = node.weights.reshape(cout, 1, 1, c), (1, 1)
+    else:
+        _refuse(node, f"cannot read input {list(x.shape)} stored as map {list(in_map)}")
+    return _Walk(Mode.SUM, kernel, (1, 1), (1, 1), (0, 0, 0, 0), x.zero_point, dense, np.array(node.bias),
+                 m, s, r.zero_point, r.lo, r.hi, r.rounding, node.acc)
+
+
+def _maxpool_walk(node: MaxPool, graph: Graph, in_map) -> _Walk:
+    t, c = graph.tensor(node.inputs[0]).dtype, in_map[2]
+    return _Walk(Mode.MAX, node.kernel, node.stride, node.dilation, node.pads, t.lo,
+                 _identity_weights(c, node.kernel), np.full(c, t.lo), np.ones(c, np.int64),
+                 np.zeros(c, np.int64), 0, t.lo, t.hi, Rounding.RNE, IntType(ELEMENT_BITS + 1, True))
+
+
+def _average(node: Node, graph: Graph, in_map, kernel, stride, pads, requant) -> _Walk:
+    """Sum over the window with weight 1, padding reading the zero point; the bias takes
+    taps x zero point off: acc = sum of (x - zp) over the window's valid taps."""
+    x, c = graph.tensor(node.inputs[0]), in_map[2]
+    m, s = _requant_arrays(requant, c)
+    return _Walk(Mode.SUM, kernel, stride, (1, 1), pads, x.zero_point, _identity_weights(c, kernel),
+                 np.full(c, -kernel[0] * kernel[1] * x.zero_point), m, s, requant.zero_point, requant.lo,
+                 requant.hi, requant.rounding, node.acc)
+
+
+def _avgpool_walk(node: AvgPool, graph: Graph, in_map) -> _Walk:
+    counts = _window_counts(node, in_map)
+    if len(counts) != 1:
+        _refuse(node, "requantizes every window alike (border windows of fewer taps are not supported yet)")
+    return _average(node, graph, in_map, node.kernel, node.stride, node.pads, node.requants[counts.pop()])
+
+
+def _global_avgpool_walk(node: GlobalAvgPool, graph: Graph, in_map) -> _Walk:
+    return _average(node, graph, in_map, in_map[:2], (1, 1), (0, 0, 0, 0), node.requant)
+
+
+def _requantize_walk(node: Requantize, graph: Graph, in_map) -> _Walk:
+    x, c, r = graph.tensor(node.inputs[0]), in_map[2], node.requant
+    m, s = _requant_arrays(r, c)
+    return _Walk(Mode.SUM, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), x.zero_point, _identity_weights(c, (1, 1)),
+                 np.full(c, -x.zero_point), m, s, r.zero_point, r.lo, r.hi, r.rounding,
+                 IntType(ELEMENT_BITS + 2, True))
+
+
+#: How the engine runs each op it runs: as a convolution walk over the stored map (Reshape moves no
+#: data: its output is its input's map, read flattened). Other ops are refused by name.
+WALKS = {
+    Conv2d: _conv_walk,
+    Dense: _dense_walk,
+    MaxPool: _maxpool_walk,
+    AvgPool: _avgpool_walk,
+    GlobalAvgPool: _global_avgpool_walk,
+    Requantize: _requantize_walk,
+}
+SUPPORTED_OPS = (*(op.op for op in WALKS), Reshape.op)
+
+
+def _walk(node: Node, graph: Graph, in_map: tuple[int, int, int]) -> _Walk:
+    try:
+        walk = WALKS[type(node)]
+    except KeyError:
+        _refuse(node, f"does not run {node.op} yet (it runs {', '.join(SUPPORTED_OPS)})")
+    return walk(node, graph, in_map)
 
 
 def _window_counts(node: AvgPool, in_map) -> set[int]:
@@ -669,7 +701,6 @@ def cycle_model(program: SeqProgram, words_per_cycle: float | None = None) -> Se
 def seq_perf_counters(layers) -> list:
     """The `perf` port's counters: each layer's MAC array steps (exact: the model's), the array's
     cycles over all layers, and the cycles it waited for weights. `layers`: node names."""
-    from .plan import PerfCounter
     return [PerfCounter("layer", n) for n in layers] + [PerfCounter("engine", ARRAY), PerfCounter("stall", "weights")]
 
 

@@ -41,6 +41,9 @@ def find_accelerator(out: Path) -> Accelerator:
     manifest = fpga / "manifest.json"
     if manifest.is_file():
         data = read_json(manifest)
+        if "flash" in data:
+            raise InvalidOptionError(f"{out}: its weights stream from SPI flash, and the synthesis harness does not "
+                                     "route flash pins yet; compile with --weights rom to synthesize the engine")
         try:
             top = data["top"]
             if "ports" in data:

@@ -18,7 +18,7 @@ from seq_chains import chains, random_batch
 from hwgen import api, golden
 from hwgen.backends.fpga import build_accelerator, to_verilog
 from hwgen.fpga.outputs import hardware_graph
-from hwgen.fpga.sequential import make_seq_plan
+from hwgen.fpga.sequential import WeightSource, make_seq_plan
 
 pytestmark = [pytest.mark.cosim, pytest.mark.skipif(shutil.which("verilator") is None,
                                                     reason="verilator not found on PATH (apt-get install verilator)")]
@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.cosim, pytest.mark.skipif(shutil.which("verilator") is
 MODELS = Path(__file__).resolve().parents[3] / "examples" / "models"
 
 
-def check(graph, x, lanes=4, requantizers=1, stall_prob=0.0):
-    plan, program = make_seq_plan(graph, lanes, requantizers)
+def check(graph, x, lanes=4, requantizers=1, stall_prob=0.0, weights=WeightSource.ROM):
+    plan, program = make_seq_plan(graph, lanes, requantizers, weights)
     accelerator = build_accelerator(graph, plan, to_verilog(graph, plan))
     run = accelerator.run(x, stall_prob=stall_prob)
     want = golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]]
@@ -59,8 +59,22 @@ def test_tinycnn_on_the_test_digits():
     assert abs(run.interval - plan.interval) <= 0.01 * plan.interval
 
 
+@pytest.mark.parametrize("weights", [WeightSource.QSPI, WeightSource.SPI])
+def test_tinycnn_weights_from_flash(weights):
+    """The flash reader and the flash model in the loop: exact, with the flash's stalls in the cycles."""
+    path = MODELS / "digits" / "tinycnn_fp32_qdq_s8s8_pc_intio.onnx"
+    graph, _ = hardware_graph(api.compile(path).graph)
+    x = _feeds_of(path).reshape(-1, *graph.tensor(graph.inputs[0]).shape)[:3]
+    plan, run = check(graph, x, weights=weights, stall_prob=0.2 if weights is WeightSource.SPI else 0.0)
+    rom, _ = make_seq_plan(graph)
+    assert run.counters["stall:weights"] > 0 and plan.interval > 2 * rom.interval   # TinyCNN is flash-bound
+    if weights is WeightSource.QSPI:
+        assert abs(run.interval - plan.interval) <= 0.02 * plan.interval
+
+
 @pytest.mark.slow
-def test_person_detect_on_its_images():
+@pytest.mark.parametrize("weights", [WeightSource.ROM, WeightSource.QSPI])
+def test_person_detect_on_its_images(weights):
     path = MODELS / "person_detect" / "person_detect_qdq.onnx"
     compiled = api.compile(path)
     graph, _ = hardware_graph(compiled.graph)
@@ -74,5 +88,5 @@ def test_person_detect_on_its_images():
         feeds, _ = api.image_input(compiled, MODELS / "person_detect" / name)
         golden.run_model(compiled.graph, feeds, core=capture)
     x = np.concatenate([*cores, random_batch(graph, 2, 0)])
-    plan, run = check(graph, x)
-    assert abs(run.interval - plan.interval) <= 0.01 * plan.interval
+    plan, run = check(graph, x, weights=weights)
+    assert abs(run.interval - plan.interval) <= 0.02 * plan.interval

@@ -1,0 +1,61 @@
+"""`hwgen compile --target fpga --arch sequential`: what it writes, and one clear line for what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+from hwgen.fpga.sequential import FLASH_MAGIC
+
+from ..conftest import DIGITS
+from .test_cli import TINY, run_cli
+
+
+def test_sequential_compile_writes_the_engine_and_its_flash_image(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "compile", TINY, "-o", out, "--target", "fpga", "--arch", "sequential",
+                           "--weights", "qspi", "--flash-address", "0x200000", "--multipliers", "9")
+    assert code == 0, err
+    assert "sequential engine, a 3x3 MAC array" in err and "QSPI flash at 0x200000" in err
+    manifest = json.loads((out / "fpga" / "manifest.json").read_text())
+    assert manifest["arch"] == "sequential" and manifest["plan"]["lanes"] == 3
+    assert manifest["flash"]["address"] == 0x200000 and manifest["flash"]["image"] == "weights.bin"
+    assert set(manifest["ports"]) == {"i", "o", "perf"}
+    image = (out / "fpga" / "weights.bin").read_bytes()
+    assert image.startswith(FLASH_MAGIC)
+    module = (out / "fpga" / manifest["verilog"]).read_text()
+    assert "flash__sck" in module and "flash__dq" in module
+    report = json.loads((out / "fpga" / "report.json").read_text())
+    assert report["engines"][0]["fold"] == "3x3" and report["expected_interval"] == manifest["plan"]["interval"]
+    # the same compile again: the same bytes
+    again = tmp_path / "again"
+    run_cli(capsys, "compile", TINY, "-o", again, "--target", "fpga", "--arch", "sequential", "--weights", "qspi",
+            "--flash-address", "0x200000", "--multipliers", "9")
+    for name in ("weights.bin", manifest["verilog"], "manifest.json"):
+        assert (again / "fpga" / name).read_bytes() == (out / "fpga" / name).read_bytes(), name
+
+
+def _refused(capsys, tmp_path, *argv) -> str:
+    code, out, err = run_cli(capsys, "compile", *argv, "-o", tmp_path / "out", "--target", "fpga")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+    return err
+
+
+def test_a_model_with_a_residual_add_is_refused_by_node(tmp_path, capsys):
+    err = _refused(capsys, tmp_path, DIGITS / "mobilenet" / "mobilenet_fp32_qdq_s8s8_pc.onnx", "--arch", "sequential")
+    assert "node '/Add' (Add)" in err and "--arch dataflow" in err
+
+
+def test_flash_weights_need_the_sequential_engine(tmp_path, capsys):
+    err = _refused(capsys, tmp_path, TINY, "--weights", "spi")
+    assert "--weights spi needs --arch sequential" in err
+
+
+def test_the_sequential_engine_takes_no_device_or_fold(tmp_path, capsys):
+    assert "--arch sequential takes neither --device" in _refused(capsys, tmp_path, TINY, "--arch", "sequential",
+                                                                  "--device", "ice40-up5k")
+
+
+def test_flash_address_must_fit_24_bits(tmp_path, capsys):
+    assert "--flash-address must be a 24-bit address" in _refused(capsys, tmp_path, TINY, "--arch", "sequential",
+                                                                  "--weights", "qspi", "--flash-address", "0x1000000")
