@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if not acc.verilog.is_file():
         raise InvalidOptionError(f"{acc.verilog}: no such Verilog file")
     target = args.device or args.board
+    if args.board and any(name.startswith("flash__") for name, _ in acc.ports.extra_inputs):
+        raise InvalidOptionError(f"{args.out}: its weights stream from SPI flash, and the board builds do not wire "
+                                 "the board's flash yet; synthesize it with --device, or compile with --weights rom")
     if args.out.is_dir() and args.fit_check:
         _check_fit(args.out, args.device or _board_device(args.board))
     out_dir = OutputDir.prepare(args.output or base / target, what="synthesis directory")

@@ -132,11 +132,24 @@ class SequentialAccelerator(wiring.Component):
         acc_shape = signed(max(fmt.acc_bits, dot_shape.width + 1))
 
         # -- memories ---------------------------------------------------------------------------
-        banks = []
+        # A bank is only read or only written at any time, and its two ports share one address: a
+        # single-port RAM (an iCE40 SPRAM). `bank_writes[b]` says which; the ports' own address
+        # signals are set apart below and multiplexed here.
+        banks, bank_read_addr, bank_write_addr, bank_writes = [], [], [], []
         for b, words in enumerate(p.bank_words):
             bank = memory.Memory(shape=unsigned(lanes * elements), depth=words, init=[])
             m.submodules[f"bank{b}"] = bank
-            banks.append((bank.write_port(granularity=elements), bank.read_port(domain="sync")))
+            write, read = bank.write_port(granularity=elements), bank.read_port(domain="sync")
+            address = Signal(range(words), name=f"bank{b}_addr")
+            read_addr = Signal(range(words), name=f"bank{b}_read_addr")
+            write_addr = Signal(range(words), name=f"bank{b}_write_addr")
+            writes = Signal(name=f"bank{b}_writes")
+            m.d.comb += [address.eq(Mux(writes, write_addr, read_addr)), write.addr.eq(address),
+                         read.addr.eq(address)]
+            banks.append((write, read))
+            bank_read_addr.append(read_addr)
+            bank_write_addr.append(write_addr)
+            bank_writes.append(writes)
         tile = memory.Memory(shape=unsigned(fmt.entry_bits), depth=2 * tile_depth, init=[])
         m.submodules.tile = tile
         tile_write, tile_read = tile.write_port(), tile.read_port(domain="sync")
@@ -273,8 +286,8 @@ class SequentialAccelerator(wiring.Component):
         inside = (iy >= 0) & (iy < d["h"]) & (ix >= 0) & (ix < d["w"])
         address = Signal(pos_shape, name="tap_address")
         m.d.comb += address.eq(s1["pos_base"] + offset)
-        for _, read in banks:   # held with the pipeline: a frozen fetch stage keeps its word
-            m.d.comb += [read.addr.eq(address[:len(read.addr)]), read.en.eq(advance)]
+        for (_, read), read_addr in zip(banks, bank_read_addr):   # held with the pipeline: a frozen
+            m.d.comb += [read_addr.eq(address[:len(read_addr)]), read.en.eq(advance)]   # fetch keeps its word
 
         s2 = stage("fetch", **control, inside=1)
         s2_weights = [[Signal(signed(fmt.weight_bits), name=f"fetch_w{o}_{j}") for j in range(lanes)]
@@ -373,17 +386,20 @@ class SequentialAccelerator(wiring.Component):
         m.d.comb += in_flight.eq(s1["valid"] | s2["valid"] | s3["valid"] | s4["valid"] | requant_busy)
 
         # bank writes: the input in phase LOAD, the requantizers' bytes during a layer
+        computing = (phase == START) | (phase == LAYER)
+        m.d.comb += [bank_writes[0].eq((phase == LOAD) | (computing & d["in_bank"])),
+                     bank_writes[1].eq(computing & ~d["in_bank"])]
         for b, (write, _) in enumerate(banks):
             with m.If(phase == LOAD):
                 if b == 0:   # lane l of the bank word takes element l % in_lanes of the input word
                     mask = (Const((1 << in_lanes) - 1, lanes) << load_lane)[:lanes]
-                    m.d.comb += [write.addr.eq(load_addr[:len(write.addr)]),
+                    m.d.comb += [bank_write_addr[b].eq(load_addr[:len(bank_write_addr[b])]),
                                  write.data.eq(Cat(*([_widen(self.i.payload[j], p.input_type, elements)
                                                       for j in range(in_lanes)] * (lanes // in_lanes)))),
                                  write.en.eq(Mux(self.i.valid, mask, 0))]
             with m.Else():
                 byte_data = Cat(*[res[:elements] for res in results] * (lanes // r))
-                m.d.comb += [write.addr.eq(write_addr[:len(write.addr)]), write.data.eq(byte_data),
+                m.d.comb += [bank_write_addr[b].eq(write_addr[:len(bank_write_addr[b])]), write.data.eq(byte_data),
                              write.en.eq(Mux(write_valid & (d["in_bank"] != b), ((1 << r) - 1) << (write_part * r), 0))]
 
         with m.Switch(phase):
@@ -421,7 +437,7 @@ class SequentialAccelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += [phase.eq(START), layer.eq(layer + 1)]
             with m.Case(DRAIN):
-                self._drain(m, banks[p.output_bank][1], phase, LOAD, addr_bits)
+                self._drain(m, banks[p.output_bank][1], bank_read_addr[p.output_bank], phase, LOAD, addr_bits)
 
         # -- performance counters ---------------------------------------------------------------
         counters = []
@@ -439,7 +455,7 @@ class SequentialAccelerator(wiring.Component):
         m.d.comb += self.perf.eq(Cat(*counters))
         return m
 
-    def _drain(self, m: Module, read, phase, next_phase: int, addr_bits: int) -> None:
+    def _drain(self, m: Module, read, read_addr, phase, next_phase: int, addr_bits: int) -> None:
         """Read the output map word by word and send its channels on `o`, `output_lanes` at a time."""
         p = self.program
         lanes, out_lanes = p.lanes, p.output_lanes
@@ -451,7 +467,7 @@ class SequentialAccelerator(wiring.Component):
         chunk = Signal(range(max(2, chunks)), name="drain_chunk")
         fetched = Signal(name="drain_fetched")
         total = h * w * words
-        m.d.comb += [read.addr.eq(address[:len(read.addr)]), read.en.eq(~fetched)]
+        m.d.comb += [read_addr.eq(address[:len(read_addr)]), read.en.eq(~fetched)]
         with m.If(~fetched):
             m.d.sync += [fetched.eq(1), chunk.eq(0)]
         with m.Else():

@@ -41,9 +41,6 @@ def find_accelerator(out: Path) -> Accelerator:
     manifest = fpga / "manifest.json"
     if manifest.is_file():
         data = read_json(manifest)
-        if "flash" in data:
-            raise InvalidOptionError(f"{out}: its weights stream from SPI flash, and the synthesis harness does not "
-                                     "route flash pins yet; compile with --weights rom to synthesize the engine")
         try:
             top = data["top"]
             if "ports" in data:
@@ -52,8 +49,11 @@ def find_accelerator(out: Path) -> Accelerator:
                 widths = (data["in_width"], data["out_width"])
         except KeyError as exc:
             raise InvalidOptionError(f"{manifest}: no {exc.args[0]!r}") from None
-        return Accelerator(fpga / data.get("verilog", f"{top}.v"), top, StreamPorts(int(widths[0]), int(widths[1])),
-                           data.get("verilog_sha256"))
+        flash = data.get("flash", {}).get("signals", {})   # a sequential engine's flash pins
+        ports = StreamPorts(int(widths[0]), int(widths[1]),
+                            extra_inputs=tuple((n, w) for n, w in flash.items() if n == "flash__dq"),
+                            extra_outputs=tuple((n, w) for n, w in flash.items() if n != "flash__dq"))
+        return Accelerator(fpga / data.get("verilog", f"{top}.v"), top, ports, data.get("verilog_sha256"))
     files = sorted(fpga.glob("*.v"))
     if len(files) != 1:
         raise InvalidOptionError(f"{fpga}: expected manifest.json or exactly one .v file, found "

@@ -4,11 +4,13 @@ An accelerator's stream payloads can be far wider than a package has pins (a UP5
 39). nextpnr-ice40 has no out-of-context mode, so each run places the accelerator inside a tiny
 top level instead: its input payload comes from a shift register fed by one pin, its output
 payload is loaded into a shift register read out through one pin, and every other stream
-signal passes through a register; other outputs (performance counters) are XORed into one
-more pin, other inputs tied to 0. So the whole accelerator stays live (nothing is constant or
-unobserved), all of its paths start and end at registers, and the design needs 8 or 9 pins
-whatever its widths. The harness costs ``W_IN + W_OUT + 5`` flip-flops and ``W_OUT`` LUTs (measured), which
-the report keeps apart from the accelerator's own count.
+signal passes through a register; other outputs (performance counters, flash pins) are XORed
+into one more pin, and other inputs (a flash's data lines) come from a shift register fed by one
+more pin, so no input is a constant yosys could fold into the logic. So the whole accelerator
+stays live (nothing is constant or unobserved), all of its paths start and end at registers, and
+the design needs 8 to 10 pins whatever its widths. The harness costs ``W_IN + W_OUT + 5``
+flip-flops and ``W_OUT`` LUTs (measured), which the report keeps apart from the accelerator's own
+count.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from amaranth import C, Cat, ClockSignal, Instance, Module, ResetSignal, Signal
+from amaranth import Cat, ClockSignal, Instance, Module, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -36,7 +38,7 @@ class StreamPorts:
     in_width: int
     out_width: int
     has_rst: bool = True
-    extra_inputs: tuple[tuple[str, int], ...] = ()   # the harness ties them to 0
+    extra_inputs: tuple[tuple[str, int], ...] = ()   # the harness shifts them in from one pin
     extra_outputs: tuple[tuple[str, int], ...] = ()  # the harness XORs them into one more pin
 
 
@@ -76,6 +78,7 @@ class SerialHarness(wiring.Component):
             "i_valid": In(1), "i_ready": Out(1), "o_valid": Out(1), "o_ready": In(1),
             "sout": Out(1),    # output payload, loaded on each transfer, shifted out bit by bit
             **({"extra": Out(1)} if ports.extra_outputs else {}),  # parity of the other outputs
+            **({"xin": In(1)} if ports.extra_inputs else {}),      # the other inputs, shifted in
         })
 
     def elaborate(self, platform) -> Module:
@@ -90,8 +93,13 @@ class SerialHarness(wiring.Component):
                            i_o__ready=o_ready)
         if self._ports.has_rst:
             connections["i_rst"] = rst
-        for name, width in self._ports.extra_inputs:
-            connections[f"i_{name}"] = C(0, width)
+        if self._ports.extra_inputs:
+            inputs = Signal(sum(w for _, w in self._ports.extra_inputs), name="extra_inputs")
+            m.d.sync += inputs.eq(Cat(self.xin, inputs[:-1]))
+            offset = 0
+            for name, width in self._ports.extra_inputs:
+                connections[f"i_{name}"] = inputs[offset:offset + width]
+                offset += width
         extra = [Signal(width, name=f"extra_{name}") for name, width in self._ports.extra_outputs]
         for (name, _), signal in zip(self._ports.extra_outputs, extra):
             connections[f"o_{name}"] = signal
