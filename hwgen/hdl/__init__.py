@@ -10,7 +10,9 @@ honoured) carrying tensors in raster order, channels last, `lanes` elements per 
 * `MaxPoolUnit`, `AvgPoolUnit`, `GlobalAvgPoolUnit`, `AddUnit`, `RequantizeUnit`, `ConcatUnit`;
 * plumbing: `StreamFifo`, `LaneConverter`, `Fork`, `OutputQueue`;
 * `Accelerator`: a whole IR graph, wired from a `hwgen.fpga.plan.Plan`; `Standalone` makes it a
-  top-level module with its own clock and (asynchronous) reset, as in the emitted Verilog.
+  top-level module with its own clock and (asynchronous) reset, as in the emitted Verilog;
+* `sequential.SequentialAccelerator`: the layer-sequential engine (`--arch sequential`), its weights
+  from a ROM or from an SPI flash (`flash.SpiFlashReader`).
 """
 
 from .accelerator import Accelerator, Standalone

@@ -41,3 +41,19 @@ def test_ice40_netlist_of_a_pruned_tinycnn_equals_the_golden_model():
     x = np.random.default_rng(0).integers(-128, 128, size=(3, *graph.tensor(graph.inputs[0]).shape), dtype=np.int8)
     run = accelerator.run(x)
     assert np.array_equal(run.output, golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]])
+
+
+def test_ice40_netlist_of_a_sequential_engine_with_flash_weights_equals_the_golden_model():
+    """The layer-sequential engine as yosys maps it for the UP5K (banks in SB_SPRAM256KA, the weight
+    tile in SB_RAM40_4K, products in SB_MAC16), its weights from the flash model, on one input."""
+    from hwgen.fpga.outputs import hardware_graph
+    from hwgen.fpga.sequential import WeightSource, make_seq_plan
+
+    graph, _ = hardware_graph(compile_model(DIGITS / "tinycnn_fp32_qdq_s8s8_pc.onnx").graph)
+    plan, _ = make_seq_plan(graph, 2, 1, WeightSource.QSPI)
+    netlist = ice40_netlist(to_verilog(graph, plan), plan.top, synth=DEVICES["ice40-up5k"].synth_command)
+    assert "SB_SPRAM256KA " in netlist and "SB_RAM40_4K " in netlist and "SB_MAC16 " in netlist
+    accelerator = build_accelerator(graph, plan, netlist)
+    x = np.random.default_rng(1).integers(-128, 128, size=(1, *graph.tensor(graph.inputs[0]).shape))
+    run = accelerator.run(x)
+    assert np.array_equal(run.output, golden.run_graph(graph, {graph.inputs[0]: x})[graph.outputs[0]])
