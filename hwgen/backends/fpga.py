@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.resources
 import json
 import os
 import shutil
@@ -26,10 +27,11 @@ import numpy as np
 
 from .. import irjson
 from ..compiler import Compiled
-from ..devices import DEVICES
+from ..devices import DEVICES, DoesNotFitError
 from ..errors import InvalidOptionError, ToolchainError
 from ..fpga.arch import Arch
 from ..fpga.fit import Fit, default_fit_note, fit_budget, fit_device, resources_text
+from ..fpga.hardware import sprams_for
 from ..fpga.manifest import load_plan, manifest
 from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
@@ -94,10 +96,9 @@ class FpgaOptions:
                                      "accelerator keeps its weights in its units)")
         if not 0 <= self.flash_address < (1 << 24) - FLASH_HEADER_BYTES:
             raise InvalidOptionError(f"--flash-address must be a 24-bit address, not {self.flash_address:#x}")
-        if self.arch is Arch.SEQUENTIAL and (self.device is not None or self.folds):
-            raise InvalidOptionError("--arch sequential takes neither --device (its resource model is not written "
-                                     "yet) nor --fold (it has one MAC array); give --multipliers N for an "
-                                     "array of floor(sqrt(N)) x floor(sqrt(N))")
+        if self.arch is Arch.SEQUENTIAL and self.folds:
+            raise InvalidOptionError("--arch sequential takes no --fold (it has one MAC array); give --multipliers N "
+                                     "for an array of floor(sqrt(N)) x floor(sqrt(N))")
         if self.device is not None and self.device not in DEVICES:
             raise InvalidOptionError(f"unknown device {self.device!r}; choose from {', '.join(DEVICES)}")
         if self.multipliers is not None and self.multipliers < 1:
@@ -119,11 +120,26 @@ def _fit(graph: Graph, options: FpgaOptions) -> Fit | None:
 
 def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | None = None) -> Plan | SeqPlan:
     if options.arch is Arch.SEQUENTIAL:
-        return make_seq_plan(graph, default_lanes(options.multipliers), 1, options.weights, options.flash_address)[0]
+        return _seq_plan(graph, options)
     fit = fit or _fit(graph, options)
     if fit is not None:
         return fit.plan
     return make_plan(graph, budget=options.multipliers, folds=options.folds)
+
+
+def _seq_plan(graph: Graph, options: FpgaOptions) -> SeqPlan:
+    """The sequential engine's plan; on a device with SPRAM (the UP5K) its banks are SPRAM cells.
+    (Its resource model is not written yet: --device places the banks, nothing more.)"""
+    lanes = default_lanes(options.multipliers)
+    spram = options.device is not None and DEVICES[options.device].sprams > 0
+    plan, program = make_seq_plan(graph, lanes, 1, options.weights, options.flash_address, spram)
+    if spram:
+        need = sum(sprams_for(words, 8 * lanes) for words in plan.bank_words)
+        have = DEVICES[options.device].sprams
+        if need > have:
+            raise DoesNotFitError(DEVICES[options.device], "SPRAMs", need, have,
+                                  f" for its activation banks of {' and '.join(map(str, plan.bank_words))} words")
+    return plan
 
 
 def to_verilog(graph: Graph, plan: Plan | SeqPlan) -> str:
@@ -157,6 +173,8 @@ def build_accelerator(graph: Graph, plan: Plan | SeqPlan, verilog: str, *, trace
 
     x = graph.tensor(graph.inputs[0])
     top = plan.top
+    if isinstance(plan, SeqPlan) and plan.spram_banks and "module SB_SPRAM256KA" not in verilog:
+        verilog += "\n" + (importlib.resources.files("hwgen.rtl") / "sb_spram256ka_model.v").read_text()
     if isinstance(plan, SeqPlan) and plan.weights is not WeightSource.ROM:   # with its flash
         from ..sim.flash import simulation_top
         mux = output_mux(graph, plan.output_lanes)

@@ -19,7 +19,7 @@ __all__ = [
     "QueueStorage", "queue_storage", "WINDOW_QUEUE_DEPTH", "WINDOW_SLACK_ROWS", "window_rows",
     "POOL_QUEUE_DEPTH", "MAXPOOL_QUEUE_DEPTH", "ELEMENTWISE_QUEUE_DEPTH", "JOIN_QUEUE_DEPTH", "COUNTER_BITS",
     "LOOKUP_QUEUE_DEPTH", "REMAP_QUEUE_DEPTH", "REMAP_ROWS", "FLASH_READ", "FLASH_FAST_READ_QUAD_OUTPUT",
-    "FLASH_QUAD_DUMMY_CLOCKS",
+    "FLASH_QUAD_DUMMY_CLOCKS", "SPRAM_WIDTH", "SPRAM_WORDS", "sprams_for",
 ]
 
 
@@ -169,3 +169,14 @@ FLASH_READ = 0x03
 #: Fast Read Quad Output: command and address on io0, dummy clocks, data on io0..io3.
 FLASH_FAST_READ_QUAD_OUTPUT = 0x6B
 FLASH_QUAD_DUMMY_CLOCKS = 8
+
+
+# -- the iCE40 UltraPlus SPRAM (SB_SPRAM256KA) ------------------------------------------------------
+
+SPRAM_WIDTH = 16
+SPRAM_WORDS = 16384
+
+
+def sprams_for(words: int, bits: int) -> int:
+    """SB_SPRAM256KA cells a memory of `words` x `bits` takes (side by side, then deep)."""
+    return -(-bits // SPRAM_WIDTH) * -(-words // SPRAM_WORDS)

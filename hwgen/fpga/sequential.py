@@ -199,6 +199,7 @@ class SeqProgram:
     fmt: SeqFormat = field(repr=False)
     weights: WeightSource = WeightSource.ROM
     flash_address: int = FLASH_ADDRESS
+    spram_banks: bool = False      # banks of iCE40 SB_SPRAM256KA cells (else memories yosys places)
 
     @property
     def tile_depth(self) -> int:
@@ -431,7 +432,8 @@ def _check_type(node: Node | None, t, what: str) -> None:
 
 
 def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: str | None = None,
-                    weights: WeightSource = WeightSource.ROM, flash_address: int = FLASH_ADDRESS) -> SeqProgram:
+                    weights: WeightSource = WeightSource.ROM, flash_address: int = FLASH_ADDRESS,
+                    spram_banks: bool = False) -> SeqProgram:
     """The sequential engine's program for `graph` (raises UnsupportedModelError naming the node it cannot run)."""
     if lanes < 1 or requantizers < 1 or lanes % requantizers:
         raise ValueError(f"lanes {lanes} and requantizers {requantizers}: requantizers must divide lanes")
@@ -486,7 +488,7 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         output_dims=tuple(y.shape), input_type=x.dtype, output_type=y.dtype,
         input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes),
         bank_words=tuple(bank_words), rounding=rounding, fmt=fmt, weights=WeightSource(weights),
-        flash_address=flash_address)
+        flash_address=flash_address, spram_banks=spram_banks)
 
 
 def _padded(values, extra: int, fill: int = 0) -> np.ndarray:
@@ -725,6 +727,7 @@ class SeqPlan:
     word_bits: int
     weights: WeightSource = WeightSource.ROM
     flash_address: int = FLASH_ADDRESS
+    spram_banks: bool = False
     arch: str = "sequential"
 
     def to_json(self) -> dict:
@@ -734,27 +737,29 @@ class SeqPlan:
                 "layers": [{"node": n, "engine": ARRAY, "busy": s} for n, s in self.layers],
                 "bank_words": list(self.bank_words), "tile_depth": self.tile_depth,
                 "stream_words": self.stream_words, "word_bits": self.word_bits, "weights": self.weights.value,
-                "flash_address": self.flash_address}
+                "flash_address": self.flash_address, "spram_banks": self.spram_banks}
 
     @classmethod
     def from_json(cls, d) -> SeqPlan:
         return cls(d["model"], d["top"], d["lanes"], d["requantizers"], d["input_lanes"], tuple(d["output_lanes"]),
                    d["interval"], tuple((x["node"], x["busy"]) for x in d["layers"]), tuple(d["bank_words"]),
-                   d["tile_depth"], d["stream_words"], d["word_bits"], WeightSource(d["weights"]), d["flash_address"])
+                   d["tile_depth"], d["stream_words"], d["word_bits"], WeightSource(d["weights"]), d["flash_address"],
+                   d["spram_banks"])
 
 
 def make_seq_plan(graph: Graph, lanes: int = 4, requantizers: int = 1, weights: WeightSource = WeightSource.ROM,
-                  flash_address: int = FLASH_ADDRESS) -> tuple[SeqPlan, SeqProgram]:
+                  flash_address: int = FLASH_ADDRESS, spram_banks: bool = False) -> tuple[SeqPlan, SeqProgram]:
     """The plan and program of the sequential engine for a hardware graph."""
     top = identifier(f"hwgen_{graph.name}", "hwgen")
-    program = compile_program(graph, lanes, requantizers, top, weights, flash_address)
+    program = compile_program(graph, lanes, requantizers, top, weights, flash_address, spram_banks)
     plan = SeqPlan(graph.name, top, lanes, requantizers, program.input_lanes, (program.output_lanes,),
                    cycle_model(program).interval, tuple((x.node, x.steps) for x in program.layers),
                    program.bank_words, program.tile_depth, program.stream_length, program.fmt.word_bits,
-                   program.weights, flash_address)
+                   program.weights, flash_address, spram_banks)
     return plan, program
 
 
 def program_for(graph: Graph, plan: SeqPlan) -> SeqProgram:
     """The program a plan was made with (the compile is deterministic)."""
-    return compile_program(graph, plan.lanes, plan.requantizers, plan.top, plan.weights, plan.flash_address)
+    return compile_program(graph, plan.lanes, plan.requantizers, plan.top, plan.weights, plan.flash_address,
+                           plan.spram_banks)

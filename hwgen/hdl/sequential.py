@@ -49,6 +49,7 @@ from ..fpga.sequential import (
     stream_words,
     words_per_pixel,
 )
+from .banks import bank
 from .flash import FlashPins, SpiFlashReader
 from .requant import requantize
 from .streams import word_stream
@@ -132,24 +133,11 @@ class SequentialAccelerator(wiring.Component):
         acc_shape = signed(max(fmt.acc_bits, dot_shape.width + 1))
 
         # -- memories ---------------------------------------------------------------------------
-        # A bank is only read or only written at any time, and its two ports share one address: a
-        # single-port RAM (an iCE40 SPRAM). `bank_writes[b]` says which; the ports' own address
-        # signals are set apart below and multiplexed here.
-        banks, bank_read_addr, bank_write_addr, bank_writes = [], [], [], []
+        # A bank is only read or only written at any time, and one address serves both (`banks`).
+        banks = []
         for b, words in enumerate(p.bank_words):
-            bank = memory.Memory(shape=unsigned(lanes * elements), depth=words, init=[])
-            m.submodules[f"bank{b}"] = bank
-            write, read = bank.write_port(granularity=elements), bank.read_port(domain="sync")
-            address = Signal(range(words), name=f"bank{b}_addr")
-            read_addr = Signal(range(words), name=f"bank{b}_read_addr")
-            write_addr = Signal(range(words), name=f"bank{b}_write_addr")
-            writes = Signal(name=f"bank{b}_writes")
-            m.d.comb += [address.eq(Mux(writes, write_addr, read_addr)), write.addr.eq(address),
-                         read.addr.eq(address)]
-            banks.append((write, read))
-            bank_read_addr.append(read_addr)
-            bank_write_addr.append(write_addr)
-            bank_writes.append(writes)
+            m.submodules[f"bank{b}"] = unit = bank(words, lanes, p.spram_banks)
+            banks.append(unit)
         tile = memory.Memory(shape=unsigned(fmt.entry_bits), depth=2 * tile_depth, init=[])
         m.submodules.tile = tile
         tile_write, tile_read = tile.write_port(), tile.read_port(domain="sync")
@@ -286,8 +274,9 @@ class SequentialAccelerator(wiring.Component):
         inside = (iy >= 0) & (iy < d["h"]) & (ix >= 0) & (ix < d["w"])
         address = Signal(pos_shape, name="tap_address")
         m.d.comb += address.eq(s1["pos_base"] + offset)
-        for (_, read), read_addr in zip(banks, bank_read_addr):   # held with the pipeline: a frozen
-            m.d.comb += [read_addr.eq(address[:len(read_addr)]), read.en.eq(advance)]   # fetch keeps its word
+        for unit in banks:   # held with the pipeline: a frozen fetch keeps its word
+            with m.If(~unit.writes):
+                m.d.comb += [unit.address.eq(address[:len(unit.address)]), unit.read_enable.eq(advance)]
 
         s2 = stage("fetch", **control, inside=1)
         s2_weights = [[Signal(signed(fmt.weight_bits), name=f"fetch_w{o}_{j}") for j in range(lanes)]
@@ -295,7 +284,7 @@ class SequentialAccelerator(wiring.Component):
         with m.If(advance):
             m.d.sync += [s2[k].eq(s1[k]) for k in control] + [s2["inside"].eq(inside)]
             m.d.sync += [s2_weights[o][j].eq(weights[o][j]) for o in range(lanes) for j in range(lanes)]
-        bank_word = Mux(d["in_bank"], banks[1][1].data, banks[0][1].data)
+        bank_word = Mux(d["in_bank"], banks[1].read_data, banks[0].read_data)
         xs = [Mux(s2["inside"], bank_word[j * elements:(j + 1) * elements], d["pad"]) for j in range(lanes)]
         operands = [_byte_value(x, d["x_signed"]) for x in xs]
 
@@ -387,20 +376,19 @@ class SequentialAccelerator(wiring.Component):
 
         # bank writes: the input in phase LOAD, the requantizers' bytes during a layer
         computing = (phase == START) | (phase == LAYER)
-        m.d.comb += [bank_writes[0].eq((phase == LOAD) | (computing & d["in_bank"])),
-                     bank_writes[1].eq(computing & ~d["in_bank"])]
-        for b, (write, _) in enumerate(banks):
-            with m.If(phase == LOAD):
-                if b == 0:   # lane l of the bank word takes element l % in_lanes of the input word
-                    mask = (Const((1 << in_lanes) - 1, lanes) << load_lane)[:lanes]
-                    m.d.comb += [bank_write_addr[b].eq(load_addr[:len(bank_write_addr[b])]),
-                                 write.data.eq(Cat(*([_widen(self.i.payload[j], p.input_type, elements)
-                                                      for j in range(in_lanes)] * (lanes // in_lanes)))),
-                                 write.en.eq(Mux(self.i.valid, mask, 0))]
-            with m.Else():
-                byte_data = Cat(*[res[:elements] for res in results] * (lanes // r))
-                m.d.comb += [bank_write_addr[b].eq(write_addr[:len(bank_write_addr[b])]), write.data.eq(byte_data),
-                             write.en.eq(Mux(write_valid & (d["in_bank"] != b), ((1 << r) - 1) << (write_part * r), 0))]
+        m.d.comb += [banks[0].writes.eq((phase == LOAD) | (computing & d["in_bank"])),
+                     banks[1].writes.eq(computing & ~d["in_bank"])]
+        for unit in banks:
+            with m.If(unit.writes & (phase == LOAD)):   # lane l takes element l % in_lanes of the input word
+                mask = (Const((1 << in_lanes) - 1, lanes) << load_lane)[:lanes]
+                m.d.comb += [unit.address.eq(load_addr[:len(unit.address)]),
+                             unit.write_data.eq(Cat(*([_widen(self.i.payload[j], p.input_type, elements)
+                                                       for j in range(in_lanes)] * (lanes // in_lanes)))),
+                             unit.write_enable.eq(Mux(self.i.valid, mask, 0))]
+            with m.Elif(unit.writes):
+                m.d.comb += [unit.address.eq(write_addr[:len(unit.address)]),
+                             unit.write_data.eq(Cat(*[res[:elements] for res in results] * (lanes // r))),
+                             unit.write_enable.eq(Mux(write_valid, ((1 << r) - 1) << (write_part * r), 0))]
 
         with m.Switch(phase):
             with m.Case(LOAD):   # a pixel's last input word is the last bank word it fills
@@ -437,7 +425,7 @@ class SequentialAccelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += [phase.eq(START), layer.eq(layer + 1)]
             with m.Case(DRAIN):
-                self._drain(m, banks[p.output_bank][1], bank_read_addr[p.output_bank], phase, LOAD, addr_bits)
+                self._drain(m, banks[p.output_bank], phase, LOAD, addr_bits)
 
         # -- performance counters ---------------------------------------------------------------
         counters = []
@@ -455,7 +443,7 @@ class SequentialAccelerator(wiring.Component):
         m.d.comb += self.perf.eq(Cat(*counters))
         return m
 
-    def _drain(self, m: Module, read, read_addr, phase, next_phase: int, addr_bits: int) -> None:
+    def _drain(self, m: Module, unit, phase, next_phase: int, addr_bits: int) -> None:
         """Read the output map word by word and send its channels on `o`, `output_lanes` at a time."""
         p = self.program
         lanes, out_lanes = p.lanes, p.output_lanes
@@ -467,12 +455,12 @@ class SequentialAccelerator(wiring.Component):
         chunk = Signal(range(max(2, chunks)), name="drain_chunk")
         fetched = Signal(name="drain_fetched")
         total = h * w * words
-        m.d.comb += [read_addr.eq(address[:len(read_addr)]), read.en.eq(~fetched)]
+        m.d.comb += [unit.address.eq(address[:len(unit.address)]), unit.read_enable.eq(~fetched)]
         with m.If(~fetched):
             m.d.sync += [fetched.eq(1), chunk.eq(0)]
         with m.Else():
             m.d.comb += self.o.valid.eq(1)
-            data = read.data.word_select(chunk, out_lanes * ELEMENT_BITS)
+            data = unit.read_data.word_select(chunk, out_lanes * ELEMENT_BITS)
             for j in range(out_lanes):
                 m.d.comb += self.o.payload[j].eq(data[j * ELEMENT_BITS:j * ELEMENT_BITS + p.output_type.bits])
             with m.If(self.o.ready):
