@@ -6,7 +6,7 @@ import json
 
 from hwgen.fpga.sequential import FLASH_MAGIC
 
-from ..conftest import DIGITS
+from ..conftest import DIGITS, PERSON
 from .test_cli import TINY, run_cli
 
 
@@ -51,9 +51,24 @@ def test_flash_weights_need_the_sequential_engine(tmp_path, capsys):
     assert "--weights spi needs --arch sequential" in err
 
 
-def test_the_sequential_engine_takes_no_device_or_fold(tmp_path, capsys):
-    assert "--arch sequential takes neither --device" in _refused(capsys, tmp_path, TINY, "--arch", "sequential",
-                                                                  "--device", "ice40-up5k")
+def test_the_sequential_engine_takes_no_fold(tmp_path, capsys):
+    assert "--arch sequential takes no --fold" in _refused(capsys, tmp_path, TINY, "--arch", "sequential",
+                                                           "--fold", "/conv1/Conv=1,1")
+
+
+def test_on_the_up5k_the_banks_are_sprams(tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "compile", TINY, "-o", out, "--target", "fpga", "--arch", "sequential",
+                           "--device", "ice40-up5k")
+    assert code == 0, err
+    manifest = json.loads((out / "fpga" / "manifest.json").read_text())
+    assert manifest["plan"]["spram_banks"] is True
+    # 4-byte words: two 16-bit SPRAMs side by side per bank
+    assert (out / "fpga" / manifest["verilog"]).read_text().count("SB_SPRAM256KA ") == 4
+    # person_detect's 48x48x16 maps in words of 8 x 8 bytes need 8 SPRAMs; the UP5K has 4
+    err = _refused(capsys, tmp_path, PERSON / "person_detect_qdq.onnx", "--arch", "sequential", "--multipliers", "64",
+                   "--device", "ice40-up5k")
+    assert "does not fit ice40-up5k: needs 8 SPRAMs for its activation banks" in err
 
 
 def test_flash_address_must_fit_24_bits(tmp_path, capsys):
