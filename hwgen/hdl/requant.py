@@ -125,8 +125,18 @@ def requantize(m: Module, acc: Value, multiplier, shift, zero_point, lo, hi, rou
     with m.If(enables[stages + 1]):
         m.d.sync += biased.eq(q + round_up + zero_point)
 
-    # 7: the clamp
+    # 7: the clamp. lo and hi fit the output, so the comparisons only need a value one bit wider:
+    # the sum saturated to it by its top bits (a wide AND / OR instead of a wide carry chain: a
+    # 40-bit compare against signal bounds was a UP5K design's critical path, 68 logic levels).
     out = Signal(out_shape, name=f"{name}_out", reset_less=True)
+    width = out_shape.width + 1
+    value = biased
+    if len(biased) > width:
+        top = biased[width - 1:]
+        fits = top.all() | ~top.any()
+        value = Signal(signed(width), name=f"{name}_saturated")
+        m.d.comb += value.eq(Mux(fits, biased[:width].as_signed(),
+                                 Mux(biased[-1], -(1 << (width - 1)), (1 << (width - 1)) - 1)))
     with m.If(enables[stages + 2]):
-        m.d.sync += out.eq(Mux(biased < lo, lo, Mux(biased > hi, hi, biased)))
+        m.d.sync += out.eq(Mux(value < lo, lo, Mux(value > hi, hi, value)))
     return out

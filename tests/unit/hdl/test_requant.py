@@ -30,22 +30,31 @@ def cases(draw):
     if constant:
         mults, shifts = [mults[0]] * n, [shifts[0]] * n
     zero_point = draw(st.integers(-128, 127))
-    return acc_bits, mult_bits, (min_shift, max_shift), rounding, constant, accs, mults, shifts, zero_point
+    # the output's type, and clamp bounds inside it (as the sequential engine's signals, or constants)
+    out_shape = draw(st.sampled_from([signed(8), unsigned(8), signed(10), unsigned(2)]))
+    out_lo, out_hi = (-(1 << (out_shape.width - 1)), (1 << (out_shape.width - 1)) - 1) if out_shape.signed \
+        else (0, (1 << out_shape.width) - 1)
+    lo = draw(st.integers(out_lo, out_hi))
+    hi = draw(st.integers(lo, out_hi))
+    bounds = (out_shape, lo, hi, draw(st.booleans()))
+    return acc_bits, mult_bits, (min_shift, max_shift), rounding, constant, accs, mults, shifts, zero_point, bounds
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cases())
 def test_requantize_matches_spec(case):
-    acc_bits, mult_bits, (min_shift, max_shift), rounding, constant, accs, mults, shifts, zp = case
+    acc_bits, mult_bits, (min_shift, max_shift), rounding, constant, accs, mults, shifts, zp, bounds = case
+    out_shape, lo, hi, signal_bounds = bounds
     m = Module()
+    lo_sig, hi_sig = Signal(signed(11), init=lo), Signal(signed(11), init=hi)
     acc = Signal(signed(acc_bits))
     mult_sig, shift_sig = Signal(unsigned(mult_bits)), Signal(range(max_shift + 1))
     valid = Signal()
     multiplier = mults[0] if constant else mult_sig
     shift = shifts[0] if constant else shift_sig
-    out = requantize(m, acc, multiplier, shift, zp, -128, 127, rounding, signed(8), valid=valid,
-                     max_shift=max_shift, min_shift=min_shift)
-    expected = [int(fixed.requantize(a, mu, s, zp, -128, 127, rounding)) for a, mu, s in zip(accs, mults, shifts)]
+    out = requantize(m, acc, multiplier, shift, zp, lo_sig if signal_bounds else lo, hi_sig if signal_bounds else hi,
+                     rounding, out_shape, valid=valid, max_shift=max_shift, min_shift=min_shift)
+    expected = [int(fixed.requantize(a, mu, s, zp, lo, hi, rounding)) for a, mu, s in zip(accs, mults, shifts)]
     got = []
 
     async def bench(ctx):
