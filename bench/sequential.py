@@ -12,6 +12,8 @@ against the golden model, and the measured interval is printed next to the model
     python bench/sequential.py                               # model numbers, seconds
     python bench/sequential.py --measure --models tinycnn    # + Verilator (person_detect: minutes per build)
     python bench/sequential.py --clock 24 --lanes 4,8
+    python bench/sequential.py --models person_detect --lanes 2 --weights qspi --multiplier-bits 16 --clock 28.08
+                                                             # the UP5K build (Fmax from hwgen synth)
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ def main() -> int:
     p.add_argument("--clock", type=float, default=24.0, help="MHz, for inferences/s")
     p.add_argument("--measure", action="store_true", help="also run each design in Verilator (exact check)")
     p.add_argument("--samples", type=int, default=3)
+    p.add_argument("--multiplier-bits", type=int, default=None, help="requantization multipliers' bits (compile option)")
     args = p.parse_args()
 
     head = ("model", "L", "weights", "steps", "interval", "stalls", "util", "flash KB", f"inf/s@{args.clock:g}",
             "bound", "measured")
     rows = []
     for name in args.models.split(","):
-        graph, _ = hardware_graph(hwgen.compile(MODELS[name]).graph)
+        options = {} if args.multiplier_bits is None else {"multiplier_bits": args.multiplier_bits}
+        graph, _ = hardware_graph(hwgen.compile(MODELS[name], **options).graph)
         nonzero = sum(n.macs(graph)[1] for n in graph.nodes)
         for lanes in map(int, args.lanes.split(",")):
             for source in map(WeightSource, args.weights.split(",")):
