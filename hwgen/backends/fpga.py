@@ -261,8 +261,10 @@ def report_files(report: CycleReport) -> dict[str, str]:
 def cycles_line(run, samples: int, plan: Plan | SeqPlan) -> str:
     """One line on a simulation's cycles, against the model's interval."""
     interval = "" if run.interval is None else f", interval {run.interval:,.1f} cycles/inference"
+    stalls = run.counters.get("stall:weights")   # a sequential engine waiting for its weight stream
+    waits = "" if stalls is None else f"; the MAC array waited {stalls / samples:,.0f} cycles/inference for weights"
     return (f"{samples} inference(s) in {run.cycles:,} cycles: first result after {run.latency:,} cycles{interval} "
-            f"(model: {plan.interval:,}); {run.cycles_per_second / 1e6:.1f} M cycles/s")
+            f"(model: {plan.interval:,}){waits}; {run.cycles_per_second / 1e6:.1f} M cycles/s")
 
 
 # -- the backend protocol ----------------------------------------------------------------------
