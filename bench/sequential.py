@@ -48,7 +48,8 @@ def main() -> int:
     p.add_argument("--clock", type=float, default=24.0, help="MHz, for inferences/s")
     p.add_argument("--measure", action="store_true", help="also run each design in Verilator (exact check)")
     p.add_argument("--samples", type=int, default=3)
-    p.add_argument("--multiplier-bits", type=int, default=None, help="requantization multipliers' bits (compile option)")
+    p.add_argument("--multiplier-bits", type=int, default=None,
+                   help="requantization multipliers' bits (a compile option)")
     args = p.parse_args()
 
     head = ("model", "L", "weights", "steps", "interval", "stalls", "util", "flash KB", f"inf/s@{args.clock:g}",

@@ -743,8 +743,8 @@ class SeqPlan:
     def from_json(cls, d) -> SeqPlan:
         return cls(d["model"], d["top"], d["lanes"], d["requantizers"], d["input_lanes"], tuple(d["output_lanes"]),
                    d["interval"], tuple((x["node"], x["busy"]) for x in d["layers"]), tuple(d["bank_words"]),
-                   d["tile_depth"], d["stream_words"], d["word_bits"], WeightSource(d["weights"]), d["flash_address"],
-                   d["spram_banks"])
+                   d["tile_depth"], d["stream_words"], d["word_bits"], WeightSource(d.get("weights", "rom")),
+                   d.get("flash_address", FLASH_ADDRESS), d.get("spram_banks", False))
 
 
 def make_seq_plan(graph: Graph, lanes: int = 4, requantizers: int = 1, weights: WeightSource = WeightSource.ROM,

@@ -2,9 +2,11 @@
 
 What it runs is decided in `hwgen.fpga.sequential` (read its docstring first); this module builds
 it. Ports as the dataflow accelerator's: `i` streams the input tensor in, `o` the output tensor
-out, `perf` holds 32-bit counters (`perf_counters`). One inference goes:
+out, `perf` holds 32-bit counters (`fpga.sequential.seq_perf_counters`), and with weights in an SPI
+flash, `flash` drives its pins. One inference goes:
 
-    load     `i` words are written into bank 0 (byte-masked: a word may fill part of a bank word)
+    load     `i` words are written into bank 0 (byte-masked: a word may fill part of a bank word;
+             the banks are `hdl.banks`: memories, or UP5K SPRAM cells)
     layers   for each layer: its descriptor is latched from a case table; the sequencer walks
              group, output position and step; the pipeline below computes; the requantized bytes
              go to the other bank. The next layer starts once the last byte is written.
@@ -25,9 +27,9 @@ slot is busy when a result arrives (`advance`):
 The slot requantizes R lanes a cycle (`hdl.requant`), and their bytes are written to the
 output bank, byte-masked, REQUANT_LATENCY cycles later.
 
-The weight loader takes the weight stream (`WeightRom`, or a flash reader) word by word: a group's
-header into the header registers of one half, its steps into that half of the tile. It fills a
-half while the engine computes from the other; counters of groups loaded and released (modulo
+The weight loader takes the weight stream (`WeightRom`, or `hdl.flash.SpiFlashReader`) word by
+word: a group's header into the header registers of one half, its steps into that half of the
+tile. It fills a half while the engine computes from the other; counters of groups loaded and released (modulo
 2^16) say which halves hold what.
 """
 

@@ -66,8 +66,8 @@ def test_on_the_up5k_the_banks_are_sprams(tmp_path, capsys):
     # 4-byte words: two 16-bit SPRAMs side by side per bank
     assert (out / "fpga" / manifest["verilog"]).read_text().count("SB_SPRAM256KA ") == 4
     # person_detect's 48x48x16 maps in words of 8 x 8 bytes need 8 SPRAMs; the UP5K has 4
-    err = _refused(capsys, tmp_path / "refused", PERSON / "person_detect_qdq.onnx", "--arch", "sequential", "--multipliers", "64",
-                   "--device", "ice40-up5k")
+    err = _refused(capsys, tmp_path / "refused", PERSON / "person_detect_qdq.onnx", "--arch", "sequential",
+                   "--multipliers", "64", "--device", "ice40-up5k")
     assert "does not fit ice40-up5k: needs 8 SPRAMs for its activation banks" in err
 
 
