@@ -477,7 +477,7 @@ def markdown(rows: Sequence[Mapping]) -> str:
 
 
 def _cell(column: str, value) -> str:
-    text = str(value)
+    text = "-" if value is None else str(value)   # not estimated (the sequential engine's logic)
     if column == "model":
         text = Path(text).name
     if column in ("nonzero_macs", "params", "interval_cycles", "rvv_constant_bytes") or column.startswith(

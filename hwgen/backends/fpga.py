@@ -27,11 +27,11 @@ import numpy as np
 
 from .. import irjson
 from ..compiler import Compiled
-from ..devices import DEVICES, DoesNotFitError
+from ..devices import DEVICES
 from ..errors import InvalidOptionError, ToolchainError
 from ..fpga.arch import Arch
+from ..fpga.archfit import SeqFit, choose, fit_sequential
 from ..fpga.fit import Fit, default_fit_note, fit_budget, fit_device, resources_text
-from ..fpga.hardware import sprams_for
 from ..fpga.manifest import load_plan, manifest
 from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
@@ -71,27 +71,31 @@ class FpgaOptions:
     `device`: fit it to this FPGA (the fastest folding whose estimated resources fit); `multipliers`:
     the multiplier budget the layers share (with a device: that budget, checked against it);
     `folds`: `LAYER=PE,SIMD` engines of their own; `measure`: also measure latency, interval and
-    busy cycles in Verilator; `arch`: the architecture (the sequential engine's MAC array is L x L
-    with L = floor(sqrt(multipliers)), 4 by default); `weights`: where the sequential engine's weight
-    stream comes from (a ROM, or an SPI flash holding OUT/fpga/weights.bin at `flash_address`).
+    busy cycles in Verilator; `arch`: the architecture (None: the dataflow, or with a device, of the
+    two that fit, the faster by estimate; the sequential engine's MAC array is L x L with L =
+    floor(sqrt(multipliers)), 4 by default, or what fits the device); `weights`: where the sequential
+    engine's weight stream comes from (None: a ROM, or with a device, a ROM if it fits, else QSPI
+    flash holding OUT/fpga/weights.bin at `flash_address`).
     """
 
     device: str | None = None
     multipliers: int | None = None
     folds: tuple[str, ...] = ()
     measure: bool = False
-    arch: Arch = Arch.DATAFLOW
-    weights: WeightSource = WeightSource.ROM
+    arch: Arch | None = None
+    weights: WeightSource | None = None
     flash_address: int = FLASH_ADDRESS
 
     def __post_init__(self):
         for name, kind in (("arch", Arch), ("weights", WeightSource)):
+            if getattr(self, name) is None:
+                continue
             try:
                 object.__setattr__(self, name, kind(getattr(self, name)))
             except ValueError:
                 raise InvalidOptionError(f"unknown {name} {getattr(self, name)!r}; choose from "
                                          f"{', '.join(a.value for a in kind)}") from None
-        if self.weights is not WeightSource.ROM and self.arch is not Arch.SEQUENTIAL:
+        if self.weights not in (None, WeightSource.ROM) and self.arch is not Arch.SEQUENTIAL:
             raise InvalidOptionError(f"--weights {self.weights.value} needs --arch sequential (the dataflow "
                                      "accelerator keeps its weights in its units)")
         if not 0 <= self.flash_address < (1 << 24) - FLASH_HEADER_BYTES:
@@ -109,37 +113,30 @@ class FpgaOptions:
 # -- building blocks shared by emit, run_core, sim and the generated test bench ---------------
 
 
-def _fit(graph: Graph, options: FpgaOptions) -> Fit | None:
-    """The device fit when a device is given (None otherwise)."""
+def _fit(graph: Graph, options: FpgaOptions) -> tuple[Fit | SeqFit | None, str | None]:
+    """The device fit when a device is given (None otherwise), and why that architecture when
+    `--device` chose it."""
     if options.device is None:
-        return None
-    if options.multipliers is not None:
-        return fit_budget(graph, options.device, options.multipliers, options.folds)
-    return fit_device(graph, options.device, options.folds)
-
-
-def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | None = None) -> Plan | SeqPlan:
+        return None, None
     if options.arch is Arch.SEQUENTIAL:
-        return _seq_plan(graph, options)
-    fit = fit or _fit(graph, options)
+        lanes = default_lanes(options.multipliers) if options.multipliers is not None else None
+        return fit_sequential(graph, options.device, lanes, options.weights, options.flash_address), None
+    if options.multipliers is not None:
+        return fit_budget(graph, options.device, options.multipliers, options.folds), None
+    if options.arch is None and not options.folds:
+        choice = choose(graph, options.device)
+        return choice.fit, choice.why
+    return fit_device(graph, options.device, options.folds), None
+
+
+def plan_for(graph: Graph, options: FpgaOptions, fit: Fit | SeqFit | None = None) -> Plan | SeqPlan:
+    fit = fit or _fit(graph, options)[0]
     if fit is not None:
         return fit.plan
+    if options.arch is Arch.SEQUENTIAL:
+        return make_seq_plan(graph, default_lanes(options.multipliers), 1, options.weights or WeightSource.ROM,
+                             options.flash_address)[0]
     return make_plan(graph, budget=options.multipliers, folds=options.folds)
-
-
-def _seq_plan(graph: Graph, options: FpgaOptions) -> SeqPlan:
-    """The sequential engine's plan; on a device with SPRAM (the UP5K) its banks are SPRAM cells.
-    (Its resource model is not written yet: --device places the banks, nothing more.)"""
-    lanes = default_lanes(options.multipliers)
-    spram = options.device is not None and DEVICES[options.device].sprams > 0
-    plan, program = make_seq_plan(graph, lanes, 1, options.weights, options.flash_address, spram)
-    if spram:
-        need = sum(sprams_for(words, 8 * lanes) for words in plan.bank_words)
-        have = DEVICES[options.device].sprams
-        if need > have:
-            raise DoesNotFitError(DEVICES[options.device], "SPRAMs", need, have,
-                                  f" for its activation banks of {' and '.join(map(str, plan.bank_words))} words")
-    return plan
 
 
 def to_verilog(graph: Graph, plan: Plan | SeqPlan) -> str:
@@ -284,8 +281,10 @@ def _report(graph: Graph, plan: Plan | SeqPlan) -> CycleReport:
 def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     """The files of OUT/fpga/, by name."""
     graph, concats = hardware_graph(compiled.graph)
-    fit = _fit(graph, options) if options.arch is Arch.DATAFLOW else None
+    fit, why = _fit(graph, options)
     plan = plan_for(graph, options, fit)
+    if why is not None:
+        log.log(NOTICE, "fpga: --device chose %s", why)
     if isinstance(plan, SeqPlan):
         source = "a ROM" if plan.weights is WeightSource.ROM else \
             f"{plan.weights.value.upper()} flash at {plan.flash_address:#08x} (weights.bin)"
@@ -303,6 +302,8 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
     data["verilog_sha256"] = hashlib.sha256(verilog.encode()).hexdigest()
     if fit is not None:
         data["device"] = fit.device.name
+    if why is not None:
+        data["device_choice"] = why
     files["manifest.json"] = json.dumps(data, indent=1) + "\n"
     if fit is not None:
         files["resources.json"] = json.dumps(fit.to_json(), indent=1) + "\n"

@@ -53,14 +53,15 @@ def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
     group.add_argument("--device", dest="fpga_device", default=None, choices=list(DEVICES),
                        help="fit the accelerator to this FPGA: the fastest folding whose estimated DSPs, block RAM "
                             "and logic fit it (with --multipliers N: that budget, checked against the device)")
-    group.add_argument("--arch", dest="fpga_arch", default=Arch.DATAFLOW.value, choices=[a.value for a in Arch],
+    group.add_argument("--arch", dest="fpga_arch", default=None, choices=[a.value for a in Arch],
                        help="dataflow: one unit per layer, weights on chip; sequential: one MAC array of "
-                            "floor(sqrt(--multipliers)) squared multipliers (default 4x4) runs the layers one after "
-                            "another, activations in two banks (chains of Conv, Gemm, pooling layers)")
-    group.add_argument("--weights", dest="fpga_weights", default=WeightSource.ROM.value,
-                       choices=[w.value for w in WeightSource],
+                            "floor(sqrt(--multipliers)) squared multipliers (default 4x4, or what fits --device) runs "
+                            "the layers one after another, activations in two banks (chains of Conv, Gemm, pooling "
+                            "layers) (default: dataflow, or with --device the faster of the two that fit)")
+    group.add_argument("--weights", dest="fpga_weights", default=None, choices=[w.value for w in WeightSource],
                        help="where the sequential engine's weights stream from: a ROM on chip, or an SPI flash "
-                            "holding OUT/fpga/weights.bin (spi: READ on one data line; qspi: Fast Read Quad Output)")
+                            "holding OUT/fpga/weights.bin (spi: READ on one data line; qspi: Fast Read Quad Output) "
+                            "(default: rom, or with --device a ROM if it fits, else qspi)")
     group.add_argument("--flash-address", dest="fpga_flash_address", type=lambda v: int(v, 0), default=FLASH_ADDRESS,
                        metavar="ADDRESS", help=f"where weights.bin sits in the flash (default {FLASH_ADDRESS:#x}: past "
                                                "an iCE40 bitstream)")
@@ -71,8 +72,8 @@ def add_fpga_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:
 
 def fpga_options(args: argparse.Namespace) -> FpgaOptions:
     return FpgaOptions(args.fpga_device, args.fpga_multipliers, tuple(args.fpga_folds),
-                       getattr(args, "fpga_measure", False), Arch(args.fpga_arch), WeightSource(args.fpga_weights),
-                       args.fpga_flash_address)
+                       getattr(args, "fpga_measure", False), args.fpga_arch and Arch(args.fpga_arch),
+                       args.fpga_weights and WeightSource(args.fpga_weights), args.fpga_flash_address)
 
 
 def add_rvv_options(p: argparse.ArgumentParser, *, compiling: bool) -> None:

@@ -238,8 +238,12 @@ def _refusal(plans: _Plans, device: Device, budget: int, est: Estimate) -> str:
 
 
 def resources_text(data: dict) -> str:
-    """`resources.json` (a Fit's JSON) as a few lines for `hwgen report OUT`."""
+    """`resources.json` (a Fit's JSON, or a sequential engine's) as a few lines for `hwgen report OUT`."""
     e = data["estimate"]
+    if data.get("arch") == "sequential":
+        return (f"fitted to {data['device']}: sequential engine, {data['lanes']}x{data['lanes']} array, weights from "
+                f"{data['weights']}, interval {data['interval']:,} cycles\n  estimate: {e['dsp']} DSP, {e['bram']} "
+                f"block RAM, {e['spram']} SPRAM (logic not estimated)")
     lines = [f"fitted to {data['device']}: {data['budget']} multipliers"
              + (f" ({sum(data['lut_lanes'].values())} of them built from logic)" if data["lut_lanes"] else "")
              + f", interval {data['interval']:,} cycles",

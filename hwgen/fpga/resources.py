@@ -29,7 +29,7 @@ from .plan import Plan, perf_counters, tensor_links
 from .program import EngineProgram, Field, reduce_multiplier
 from .units import unit
 
-__all__ = ["Memory", "UnitCost", "Estimate", "memories", "bram_blocks", "lutram_cells", "memory_logic",
+__all__ = ["Memory", "UnitCost", "Estimate", "memories", "bram_blocks", "blocks_for", "lutram_cells", "memory_logic",
            "place_memories", "estimate", "unit_features", "lane_in_dsp"]
 
 # Block RAM aspect ratios (depth, width): iCE40 SB_RAM40_4K, ECP5 DP16KD (PDPW16KD for x36).
@@ -40,7 +40,12 @@ _BRAM_SHAPES = {
 
 def bram_blocks(mem: Memory, family: Family) -> int:
     """Block RAMs of `mem` (all its copies) in the aspect ratio that needs fewest."""
-    return mem.copies * min(-(-mem.width // w) * -(-mem.depth // d) for d, w in _BRAM_SHAPES[family])
+    return mem.copies * blocks_for(mem.depth, mem.width, family)
+
+
+def blocks_for(depth: int, width: int, family: Family) -> int:
+    """Block RAMs of one `depth` x `width` memory in the aspect ratio that needs fewest."""
+    return min(-(-width // w) * -(-depth // d) for d, w in _BRAM_SHAPES[family])
 
 
 def lutram_cells(mem: Memory) -> int:

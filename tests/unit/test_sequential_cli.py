@@ -59,16 +59,39 @@ def test_the_sequential_engine_takes_no_fold(tmp_path, capsys):
 def test_on_the_up5k_the_banks_are_sprams(tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "compile", TINY, "-o", out, "--target", "fpga", "--arch", "sequential",
-                           "--device", "ice40-up5k")
+                           "--device", "ice40-up5k", "--multipliers", "4")
     assert code == 0, err
     manifest = json.loads((out / "fpga" / "manifest.json").read_text())
-    assert manifest["plan"]["spram_banks"] is True
-    # 4-byte words: two 16-bit SPRAMs side by side per bank
-    assert (out / "fpga" / manifest["verilog"]).read_text().count("SB_SPRAM256KA ") == 4
+    assert manifest["plan"]["spram_banks"] is True and manifest["plan"]["lanes"] == 2
+    # 2-byte words: one 16-bit SPRAM per bank
+    assert (out / "fpga" / manifest["verilog"]).read_text().count("SB_SPRAM256KA ") == 2
+    # a 4x4 array needs 16 product DSPs and 4 for its requantizer: the UP5K has 8
+    err = _refused(capsys, tmp_path / "big", TINY, "--arch", "sequential", "--multipliers", "16", "--device",
+                   "ice40-up5k")
+    assert "no sequential engine fits ice40-up5k: 4x4 with weights from rom: needs 20 DSPs of 8" in err
     # person_detect's 48x48x16 maps in words of 8 x 8 bytes need 8 SPRAMs; the UP5K has 4
     err = _refused(capsys, tmp_path / "refused", PERSON / "person_detect_qdq.onnx", "--arch", "sequential",
                    "--multipliers", "64", "--device", "ice40-up5k")
-    assert "does not fit ice40-up5k: needs 8 SPRAMs for its activation banks" in err
+    assert "no sequential engine fits ice40-up5k: 8x8 with weights from rom: needs" in err and "8 SPRAMs of 4" in err
+
+
+def test_the_device_chooses_the_architecture_that_fits(tmp_path, capsys):
+    """person_detect's weights fit no UP5K dataflow folding: --device takes the sequential engine, the
+    largest array whose DSPs fit (2x2 and a requantizer of 2x2 DSP chunks: 8 of 8), weights from flash."""
+    out = tmp_path / "out"
+    code, _, err = run_cli(capsys, "compile", PERSON / "person_detect_qdq.onnx", "-o", out, "--target", "fpga",
+                           "--device", "ice40-up5k")
+    assert code == 0, err
+    assert "--device chose ice40-up5k: the sequential engine" in err and "the dataflow accelerator does not fit" in err
+    manifest = json.loads((out / "fpga" / "manifest.json").read_text())
+    assert manifest["arch"] == "sequential" and manifest["plan"]["lanes"] == 2 and manifest["plan"]["spram_banks"]
+    assert manifest["plan"]["weights"] == "qspi" and "device_choice" in manifest
+    resources = json.loads((out / "fpga" / "resources.json").read_text())
+    assert resources["estimate"]["dsp"] == 8 and resources["estimate"]["spram"] == 3
+    # TinyCNN fits a UP5K as a dataflow accelerator: that one, as before
+    code, _, err = run_cli(capsys, "compile", TINY, "-o", tmp_path / "tiny", "--target", "fpga", "--device",
+                           "ice40-up5k")
+    assert code == 0 and "--device chose ice40-up5k: the dataflow accelerator" in err
 
 
 def test_flash_address_must_fit_24_bits(tmp_path, capsys):
