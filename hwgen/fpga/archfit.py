@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from ..devices import DEVICES, Device
+from ..errors import UnsupportedModelError
 from ..ir import Graph
 from .fit import DoesNotFitDevice, Fit, fit_device
 from .hardware import dsp_chunks, sprams_for
@@ -92,7 +93,10 @@ def choose(graph: Graph, device: Device | str) -> Choice:
     try:
         dataflow = fit_device(graph, device)
     except DoesNotFitDevice as exc:
-        sequential = fit_sequential(graph, device)   # raises if it does not fit either
+        try:
+            sequential = fit_sequential(graph, device)
+        except (DoesNotFitDevice, UnsupportedModelError) as why_not:
+            raise DoesNotFitDevice(f"{exc}; nor the sequential engine: {why_not}") from None
         return Choice(sequential, f"{device.name}: the sequential engine, an estimated {rate(sequential):,.1f} "
                                   f"inferences/s at {device.default_clock_mhz:g} MHz; the dataflow accelerator does "
                                   f"not fit ({exc})")

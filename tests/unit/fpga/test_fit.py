@@ -116,7 +116,13 @@ def test_compile_for_a_device(tmp_path, capsys):
 def test_compile_refuses_a_model_that_does_not_fit_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["compile", str(PERSON / "person_detect_qdq.onnx"), "-o", str(out), "--target", "fpga",
-                 "--device", "ice40-up5k"])
+                 "--device", "ice40-up5k", "--arch", "dataflow"])
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert err.startswith("hwgen: error: tflite_int8 does not fit ice40-up5k") and err.count("\n") == 1
+    # without --arch the sequential engine is tried too: MobileNet's residual Add keeps it out
+    code = main(["compile", str(DIGITS / "mobilenet" / "mobilenet_fp32_qdq_s8s8_pc.onnx"), "-o", str(out),
+                 "--target", "fpga", "--device", "ice40-up5k"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists() and err.count("\n") == 1
+    assert "does not fit ice40-up5k" in err and "nor the sequential engine: node '/Add' (Add)" in err
