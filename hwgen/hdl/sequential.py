@@ -152,18 +152,15 @@ class SequentialAccelerator(wiring.Component):
 
         # -- the layer descriptor ---------------------------------------------------------------
         layer = Signal(range(max(2, n_layers)), name="layer")
-        d = {
-            "mode": Signal(1), "x_signed": Signal(1), "in_bank": Signal(1),
-            "h": Signal(dim_shape), "w": Signal(dim_shape), "last_oy": Signal(dim_shape),
-            "last_ox": Signal(dim_shape), "last_group": Signal(range(max(2, max(x.groups for x in layers)))),
-            "groups": Signal(range(max(2, max(x.groups for x in layers) + 1))),
-            "sy": Signal(dim_shape), "sx": Signal(dim_shape), "iy_init": Signal(dim_shape),
-            "ix_init": Signal(dim_shape), "base": Signal(pos_shape), "col_step": Signal(pos_shape),
-            "row_step": Signal(pos_shape), "pad": Signal(elements), "zero_point": Signal(value_shape),
-            "lo": Signal(value_shape), "hi": Signal(value_shape),
+        groups_max = max(x.groups for x in layers)
+        shapes = {
+            "mode": 1, "x_signed": 1, "in_bank": 1, "h": dim_shape, "w": dim_shape, "last_oy": dim_shape,
+            "last_ox": dim_shape, "last_group": range(max(2, groups_max)), "groups": range(max(2, groups_max + 1)),
+            "sy": dim_shape, "sx": dim_shape, "iy_init": dim_shape, "ix_init": dim_shape, "base": pos_shape,
+            "col_step": pos_shape, "row_step": pos_shape, "pad": elements, "zero_point": value_shape,
+            "lo": value_shape, "hi": value_shape,
         }
-        for name, sig in d.items():
-            sig.name = f"layer_{name}"
+        d = {name: Signal(shape, name=f"layer_{name}") for name, shape in shapes.items()}
 
         def latch(k: int):
             x = layers[k]
