@@ -113,11 +113,13 @@ def _flash_json(plan: SeqPlan) -> dict:
     quad = plan.weights == "qspi"
     return {
         "image": "weights.bin", "address": plan.flash_address,
-        "signals": {"flash__sck": 1, "flash__cs_n": 1, "flash__io0": 1, "flash__dq": 4},
+        "signals": {"flash__sck": 1, "flash__cs_n": 1, "flash__io0": 1, "flash__io0_oe": 1, "flash__dq": 4},
         "command": "0x6B Fast Read Quad Output (the flash's quad enable bit must be set)" if quad else "0x03 Read Data",
         "layout": ("weights.bin goes into the flash at `address`: a 32-byte header (magic HWGENSEQ, version, word "
                    "bytes, word count, SHA-256 prefix of the words) then the weight stream; the accelerator reads "
-                   "the words from address + 32, over and over, in SPI mode 0 with sck = clk / 2"),
+                   "the words from address + 32, over and over, in SPI mode 0 with sck = clk / 2; io0 is driven "
+                   "only while flash__io0_oe is high (in quad mode the flash drives it with data after the address), "
+                   "dq[3:0] are the data lines (io1 alone in single-line mode)"),
     }
 
 

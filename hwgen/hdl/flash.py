@@ -22,10 +22,12 @@ __all__ = ["FlashPins", "SpiFlashReader"]
 
 
 class FlashPins(wiring.Signature):
-    """The flash's pins as the FPGA drives them: sck, cs_n and io0 out, the four data lines in."""
+    """The flash's pins as the FPGA drives them: sck and cs_n out; io0 out while `io0_oe` (the
+    command and address; in quad mode the flash drives io0 itself with data after them, so the pin
+    must be released), the four data lines in (io1 alone in single-line mode)."""
 
     def __init__(self):
-        super().__init__({"sck": Out(1), "cs_n": Out(1, init=1), "io0": Out(1), "dq": In(4)})
+        super().__init__({"sck": Out(1), "cs_n": Out(1, init=1), "io0": Out(1), "io0_oe": Out(1), "dq": In(4)})
 
 
 class SpiFlashReader(wiring.Component):
@@ -50,7 +52,9 @@ class SpiFlashReader(wiring.Component):
         word = Signal(8 * word_bytes, name="word")            # bytes so far, the first lowest
         out_word = Signal(8 * word_bytes, name="out_word")
         word_index = Signal(range(max(2, self.words)), name="word_index")
+        driving = Signal(name="io0_driving")   # the command and address go out on io0
         m.d.comb += [pins.sck.eq(sck), pins.cs_n.eq(cs_n), pins.io0.eq(shift[-1]),
+                     pins.io0_oe.eq(driving if lines == 4 else 1),
                      self.o.payload.eq(out_word[:len(self.o.payload)])]
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
@@ -64,7 +68,8 @@ class SpiFlashReader(wiring.Component):
             with m.State("SELECT"):   # cs_n high for a cycle, then the command
                 m.d.sync += [cs_n.eq(0), shift.eq((command << 24) | self.address), sent.eq(0), sck.eq(0)]
                 m.next = "COMMAND"
-            with m.State("COMMAND"):  # 32 bits on io0, then the dummy clocks
+            with m.State("COMMAND"):  # 32 bits on io0, then the dummy clocks (io0 released)
+                m.d.comb += driving.eq(sent < 32)
                 with m.If(~sck):
                     m.d.sync += sck.eq(1)
                 with m.Else():
