@@ -12,7 +12,7 @@ against the golden model, and the measured interval is printed next to the model
     python bench/sequential.py                               # model numbers, seconds
     python bench/sequential.py --measure --models tinycnn    # + Verilator (person_detect: minutes per build)
     python bench/sequential.py --clock 24 --lanes 4,8
-    python bench/sequential.py --models person_detect --lanes 2 --weights qspi --multiplier-bits 16 --clock 28.08
+    python bench/sequential.py --models person_detect --lanes 2 --weights qspi --multiplier-bits 16 --clock 28.24
                                                              # the UP5K build (Fmax from hwgen synth)
 """
 
