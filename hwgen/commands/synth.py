@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if not acc.verilog.is_file():
         raise InvalidOptionError(f"{acc.verilog}: no such Verilog file")
     target = args.device or args.board
-    if args.board and any(name.startswith("flash__") for name, _ in acc.ports.extra_inputs):
-        raise InvalidOptionError(f"{args.out}: its weights stream from SPI flash, and the board builds do not wire "
-                                 "the board's flash yet; synthesize it with --device, or compile with --weights rom")
+    if args.board and acc.flash is not None and args.board != "icebreaker":
+        raise InvalidOptionError(f"{args.out}: its weights stream from SPI flash, and only the icebreaker build wires "
+                                 "the board's flash; compile with --weights rom for this board")
     if args.out.is_dir() and args.fit_check:
         _check_fit(args.out, args.device or _board_device(args.board))
     out_dir = OutputDir.prepare(args.output or base / target, what="synthesis directory")
@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     print(report.to_text())
     if args.board:
         program = "iceprog" if args.board == "icebreaker" else "openFPGALoader -b ulx3s"
+        if acc.flash is not None:   # the weights go into the same flash, past the bitstream
+            image = acc.verilog.parent / acc.flash["image"]
+            print(f"  program the weights: iceprog -o {acc.flash['address']:#x} {image}"
+                  + ("  (a quad-output read: the flash's quad-enable bit must be set)" if acc.flash["lines"] == 4
+                     else ""))
         print(f"  program it: {program} {result.bitstream}; then, at {args.baud} baud 8N1, send each input word "
               f"as {(acc.ports.in_width + 7) // 8} bytes and read each output word as "
               f"{(acc.ports.out_width + 7) // 8} bytes, least significant first, one tensor at a time")
@@ -105,7 +110,8 @@ def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
         from .board import DEFAULT_FIFO_DEPTH, VerilogAccelerator, build_board
         result = build_board(VerilogAccelerator.from_file(acc.verilog, acc.top, acc.ports), args.board,
                              out_dir=out_dir, baud=args.baud, fifo_depth=args.fifo_bytes or DEFAULT_FIFO_DEPTH,
-                             seed=args.seed, verified_sha256=acc.verified_sha256, progress=_progress)
+                             seed=args.seed, verified_sha256=acc.verified_sha256, progress=_progress,
+                             flash_lines=(acc.flash or {}).get("lines", 0))
     else:
         result = synthesize(acc.verilog, acc.top, args.device, out_dir=out_dir, clock_mhz=args.clock,
                             seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256, router=args.router,

@@ -112,7 +112,7 @@ def manifest(graph: Graph, plan: Plan | SeqPlan, counters: list, verilog_file: s
 def _flash_json(plan: SeqPlan) -> dict:
     quad = plan.weights == "qspi"
     return {
-        "image": "weights.bin", "address": plan.flash_address,
+        "image": "weights.bin", "address": plan.flash_address, "lines": 4 if quad else 1,
         "signals": {"flash__sck": 1, "flash__cs_n": 1, "flash__io0": 1, "flash__io0_oe": 1, "flash__dq": 4},
         "command": "0x6B Fast Read Quad Output (the flash's quad enable bit must be set)" if quad else "0x03 Read Data",
         "layout": ("weights.bin goes into the flash at `address`: a 32-byte header (magic HWGENSEQ, version, word "

@@ -27,6 +27,7 @@ class Accelerator:
     top: str
     ports: StreamPorts
     verified_sha256: str | None = None
+    flash: dict | None = None      # a sequential engine's flash: manifest.json's "flash" section
 
 
 def find_accelerator(out: Path) -> Accelerator:
@@ -53,7 +54,8 @@ def find_accelerator(out: Path) -> Accelerator:
         ports = StreamPorts(int(widths[0]), int(widths[1]),
                             extra_inputs=tuple((n, w) for n, w in flash.items() if n == "flash__dq"),
                             extra_outputs=tuple((n, w) for n, w in flash.items() if n != "flash__dq"))
-        return Accelerator(fpga / data.get("verilog", f"{top}.v"), top, ports, data.get("verilog_sha256"))
+        return Accelerator(fpga / data.get("verilog", f"{top}.v"), top, ports, data.get("verilog_sha256"),
+                           data.get("flash"))
     files = sorted(fpga.glob("*.v"))
     if len(files) != 1:
         raise InvalidOptionError(f"{fpga}: expected manifest.json or exactly one .v file, found "

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth import C, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal, unsigned
+from amaranth import C, Cat, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal, unsigned
 from amaranth.lib import cdc, fifo, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -239,11 +239,13 @@ class VerilogAccelerator:
 
 
 class BoardTop(Elaboratable):
-    """The board's top level: UART pins -> bridge -> the accelerator's Verilog (an Instance)."""
+    """The board's top level: UART pins -> bridge -> the accelerator's Verilog (an Instance); a
+    sequential engine's flash pins (`flash_lines` 1 or 4) to the board's SPI flash."""
 
     def __init__(self, accelerator: VerilogAccelerator, *, baud: int = DEFAULT_BAUD,
-                 fifo_depth: int = DEFAULT_FIFO_DEPTH) -> None:
+                 fifo_depth: int = DEFAULT_FIFO_DEPTH, flash_lines: int = 0) -> None:
         self.accelerator, self.baud, self.fifo_depth = accelerator, baud, fifo_depth
+        self.flash_lines = flash_lines
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -257,8 +259,10 @@ class BoardTop(Elaboratable):
                      o_o__valid=bridge.acc_o.valid, i_o__ready=bridge.acc_o.ready)
         if acc.ports.has_rst:
             ports["i_rst"] = ResetSignal(allow_reset_less=True)  # boards may give sync no reset
+        if self.flash_lines:
+            ports.update(self._flash(m, platform))
         for name, width in acc.ports.extra_inputs:  # other outputs (counters) stay unconnected
-            ports[f"i_{name}"] = C(0, width)
+            ports.setdefault(f"i_{name}", C(0, width))
         m.submodules.acc = Instance(acc.top, **ports)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_pin = rx_pin = io.Buffer("i", uart.rx)
@@ -267,6 +271,32 @@ class BoardTop(Elaboratable):
         m.d.comb += [bridge.rx.eq(rx_pin.i), tx_pin.o.eq(bridge.tx),
                      led_pin.o.eq(bridge.overrun | bridge.framing_error)]
         return m
+
+
+    def _flash(self, m: Module, platform) -> dict:
+        """The accelerator's flash pins on the board's configuration flash (user I/O once the FPGA
+        is configured). Quad: io0 is driven only while the accelerator says so, io2 / io3 (WP#,
+        HOLD#) are held high meanwhile and released with it; single: WP# and HOLD# stay high."""
+        sck, cs_n, io0, io0_oe, dq = Signal(), Signal(), Signal(), Signal(), Signal(4)
+        quad = self.flash_lines == 4
+        pins = platform.request("spi_flash_4x" if quad else "spi_flash_1x", 0, dir="-")
+        m.submodules.flash_cs = cs = io.Buffer("o", pins.cs)      # PinsN: o = 1 selects
+        m.submodules.flash_clk = clk = io.Buffer("o", pins.clk)
+        m.d.comb += [cs.o.eq(~cs_n), clk.o.eq(sck)]
+        if quad:
+            lines = []
+            for k in range(4):
+                m.submodules[f"flash_dq{k}"] = line = io.Buffer("io", pins.dq[k])
+                m.d.comb += [line.o.eq(io0 if k == 0 else k >= 2), line.oe.eq(io0_oe if k != 1 else 0)]
+                lines.append(line.i)
+            m.d.comb += dq.eq(Cat(*lines))
+        else:
+            m.submodules.flash_copi = copi = io.Buffer("o", pins.copi)
+            m.submodules.flash_cipo = cipo = io.Buffer("i", pins.cipo)
+            m.submodules.flash_wp = wp = io.Buffer("o", pins.wp)
+            m.submodules.flash_hold = hold = io.Buffer("o", pins.hold)
+            m.d.comb += [copi.o.eq(io0), dq.eq(Cat(0, cipo.i, 0, 0)), wp.o.eq(0), hold.o.eq(0)]
+        return dict(o_flash__sck=sck, o_flash__cs_n=cs_n, o_flash__io0=io0, o_flash__io0_oe=io0_oe, i_flash__dq=dq)
 
 
 @dataclass(frozen=True)
@@ -291,7 +321,7 @@ _BUILD_NAME = "hwgen_board"
 
 def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | Path, baud: int = DEFAULT_BAUD,
                 fifo_depth: int = DEFAULT_FIFO_DEPTH, seed: int = SEED, verified_sha256: str | None = None,
-                progress: ProgressCallback | None = None) -> SynthResult:
+                progress: ProgressCallback | None = None, flash_lines: int = 0) -> SynthResult:
     """Builds a bitstream of ``accelerator`` behind the UART bridge for ``board``.
 
     Amaranth's own build script for the board runs (yosys, nextpnr with the board's pin and
@@ -326,7 +356,8 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
     top = accelerator.top
     synth_opts = dev.synth_command.split(maxsplit=1)[1] if " " in dev.synth_command else ""
     plan = platform.build(
-        BoardTop(accelerator, baud=baud, fifo_depth=fifo_depth), name=_BUILD_NAME, do_build=False,
+        BoardTop(accelerator, baud=baud, fifo_depth=fifo_depth, flash_lines=flash_lines), name=_BUILD_NAME,
+        do_build=False,
         synth_opts=synth_opts,
         script_after_read=f"setattr -mod -set keep_hierarchy 1 {top}",
         script_after_synth=f"tee -q -o stat.json stat -json\nsetattr -mod -unset keep_hierarchy {top}\nflatten",

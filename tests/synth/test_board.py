@@ -8,6 +8,7 @@ line by sampling mid-bit, so the checks do not reuse the design's own UART logic
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 from amaranth import Elaboratable, Module
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from hwgen.errors import InvalidOptionError
 from hwgen.synth.board import (
     BOARDS,
+    BoardTop,
     StreamBridge,
     UARTRx,
     UARTTx,
@@ -287,3 +289,27 @@ def test_board_bitstream(board, tmp_path):
     assert report.placed.bram >= 1          # the RX FIFO
     assert report.placed.io >= 4            # clock, rx, tx, led
     assert report.timing_met and report.clocks[0].target_mhz in (12.0, 25.0)
+
+
+@pytest.mark.parametrize("weights", ["qspi", "spi"])
+def test_a_flash_design_on_the_icebreaker_reads_the_boards_spi_flash(weights):
+    """A sequential engine with its weights in flash: the board top wires its flash pins to the
+    iCEBreaker's configuration flash (pins 16 cs, 15 clk, 14 io0, 17 io1, 12 io2/WP#, 13 io3/HOLD#)."""
+    from hwgen import api
+    from hwgen.backends.fpga import to_verilog
+    from hwgen.fpga.outputs import hardware_graph
+    from hwgen.fpga.sequential import WeightSource, make_seq_plan
+    from hwgen.synth.harness import stream_ports
+
+    from ..conftest import DIGITS
+    graph, _ = hardware_graph(api.compile(DIGITS / "tinycnn_fp32_qdq_s8s8_pc.onnx").graph)
+    plan, _ = make_seq_plan(graph, 2, 1, WeightSource(weights), spram_banks=True)
+    text = to_verilog(graph, plan)
+    acc = VerilogAccelerator(text, plan.top, stream_ports(text, plan.top))
+    build = BOARDS["icebreaker"].make_platform().build(BoardTop(acc, flash_lines=WeightSource(weights).lines),
+                                                       name="t", do_build=False)
+    pcf = build.files["t.pcf"]
+    for pin in ("16", "15", "14", "17", "12", "13"):
+        assert re.search(rf"^set_io .*spi_flash_{'4x' if weights == 'qspi' else '1x'}.* {pin}$", pcf, re.M), pin
+    top = build.files["t.il"] if "t.il" in build.files else build.files["t.v"]
+    assert "flash__io0_oe" in top and "flash__dq" in top
