@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
     if args.board:
-        from .board import DEFAULT_FIFO_DEPTH, VerilogAccelerator, build_board
+        from ..synth.board import DEFAULT_FIFO_DEPTH, VerilogAccelerator, build_board
         result = build_board(VerilogAccelerator.from_file(acc.verilog, acc.top, acc.ports), args.board,
                              out_dir=out_dir, baud=args.baud, fifo_depth=args.fifo_bytes or DEFAULT_FIFO_DEPTH,
                              seed=args.seed, verified_sha256=acc.verified_sha256, progress=_progress,
