@@ -50,6 +50,8 @@ def find_accelerator(out: Path) -> Accelerator:
                 widths = (data["in_width"], data["out_width"])
         except KeyError as exc:
             raise InvalidOptionError(f"{manifest}: no {exc.args[0]!r}") from None
+        if "flash" in data and not {"lines", "address", "image", "signals"} <= set(data["flash"]):
+            raise InvalidOptionError(f"{manifest}: its flash section was written by an earlier hwgen; compile again")
         flash = data.get("flash", {}).get("signals", {})   # a sequential engine's flash pins
         ports = StreamPorts(int(widths[0]), int(widths[1]),
                             extra_inputs=tuple((n, w) for n, w in flash.items() if n == "flash__dq"),
