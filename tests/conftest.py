@@ -1,4 +1,5 @@
-"""Shared test helpers: where the bundled models are, and onnxruntime as the reference."""
+"""Shared test helpers: where the bundled models are, onnxruntime as the reference, and the hwgen
+command run in-process."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
+from hwgen.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "examples" / "models"
 DIGITS = MODELS / "digits"
@@ -17,6 +20,13 @@ DETECT = MODELS / "detect"
 #: The bundled detectors and their bundled inputs.
 DETECTORS = {"ppocrv4_det": (DETECT / "ppocrv4_det_qdq_s8s8_pc.onnx", DETECT / "text_160.npy"),
              "blazeface": (DETECT / "blazeface_qdq_s8s8_pc.onnx", DETECT / "astronaut_128.npy")}
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`hwgen ARGV...` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def detector_feeds(name: str) -> dict[str, np.ndarray]:

@@ -11,19 +11,13 @@ import pytest
 
 from hwgen.cli import main
 
-from ..conftest import DIGITS
+from ..conftest import DIGITS, run_cli
 from .rvv_support import needs_rvv
 
 pytestmark = [pytest.mark.rvv, needs_rvv]
 
 TINY = DIGITS / "tinycnn_fp32_qdq_s8s8_pc.onnx"
 MOBILENET_U8 = DIGITS / "mobilenet" / "mobilenet_fp32_qdq_u8s8_pt_intio.onnx"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

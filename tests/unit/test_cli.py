@@ -11,18 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from hwgen.cli import main
-
-from ..conftest import DIGITS, PERSON, ROOT
+from ..conftest import DIGITS, PERSON, ROOT, run_cli
 from .qmodels import GraphBuilder, Q, random_weights
 
 TINY = DIGITS / "tinycnn_fp32_qdq_s8s8_pc.onnx"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_compile_writes_ir_and_report(tmp_path, capsys):

@@ -10,24 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwgen.cli import main
 from hwgen.errors import InvalidOptionError
 from hwgen.experiments import Experiment, ExperimentTable, run_experiment
 from hwgen.plots import pareto_front
 from hwgen.sweep import SweepOptions, parse_set, points, run_sweep
-from tests.conftest import DIGITS, PERSON
+from tests.conftest import DIGITS, PERSON, run_cli
 
 TINY = DIGITS / "tinycnn_fp32_qdq_s8s8_pc.onnx"          # float input: digits_test.npz's X
 PRUNED = DIGITS / "tinycnn_pruned_qdq_s8s8_pc.onnx"
 DIGITS_DATA = DIGITS / "digits_test.npz"
 #: Columns that depend on when a row was made, not on the experiment.
 WHEN = {"date"}
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def numbers(row) -> dict:

@@ -11,18 +11,12 @@ import pytest
 from hwgen.backends import rvv as backend
 from hwgen.cli import main
 
-from ..conftest import DIGITS, NODE_TESTS, load_pb
+from ..conftest import DIGITS, NODE_TESTS, load_pb, run_cli
 from .test_models import _bind_all_but_first
 
 TINY = DIGITS / "tinycnn_fp32_qdq_u8s8_pt.onnx"
 FILES = ["Makefile", "kernels.h", "main.c", "model.c", "model.h", "report.json", "tail.c", "tail.h",
          "test_expected.bin", "test_input.bin"]
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

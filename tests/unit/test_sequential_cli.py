@@ -6,8 +6,8 @@ import json
 
 from hwgen.fpga.sequential import FLASH_MAGIC
 
-from ..conftest import DIGITS, PERSON
-from .test_cli import TINY, run_cli
+from ..conftest import DIGITS, PERSON, run_cli
+from .test_cli import TINY
 
 
 def test_sequential_compile_writes_the_engine_and_its_flash_image(tmp_path, capsys):

@@ -7,18 +7,11 @@ import numpy as np
 import pytest
 
 from hwgen.arrays import PRINT_MAX_VALUES, format_outputs
-from hwgen.cli import main
-from tests.conftest import DIGITS
+from tests.conftest import DIGITS, run_cli
 from tests.rvv.rvv_support import needs_rvv
 
 TINY = DIGITS / "tinycnn_fp32_qdq_s8s8_pc.onnx"
 PRUNED = DIGITS / "tinycnn_pruned_qdq_s8s8_pc.onnx"
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
