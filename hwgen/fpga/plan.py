@@ -26,7 +26,7 @@ from .units import unit
 
 __all__ = ["EngineSpec", "LayerSpec", "BranchSpec", "Plan", "Link", "make_plan", "check_supported", "plan_to_json",
            "plan_from_json", "tensor_links", "PLAN_FORMAT", "WINDOW_SLACK_ROWS", "PerfCounter", "perf_counters",
-           "engine_programs"]
+           "engine_programs", "top_name"]
 
 PLAN_FORMAT = "hwgen-fpga-plan/3"
 OLDER_PLAN_FORMATS = ("hwgen-fpga-plan/2",)  # one output: output_lanes a number
@@ -214,7 +214,7 @@ def make_plan(graph: Graph, *, budget: int | None = None, folds: Sequence[str] =
     first = consumers_of[graph.consumers(graph.inputs[0])[0].name]
     input_lanes = first.in_lanes[graph.consumers(graph.inputs[0])[0].inputs.index(graph.inputs[0])]
     output_lanes = tuple(produced[name] for name in graph.outputs)
-    return Plan(graph.name, identifier(f"hwgen_{graph.name}", "hwgen"), budget, input_lanes, output_lanes,
+    return Plan(graph.name, top_name(graph), budget, input_lanes, output_lanes,
                 tuple(engines), tuple(specs), _branches(graph, {s.node: s for s in specs}, input_lanes))
 
 
@@ -391,6 +391,11 @@ class PerfCounter:
     kind: str   # "layer": a node's unit (engine steps for MAC layers); "window": its window generator;
                 # "engine": an engine's busy cycles (any of its layers)
     name: str   # node name or engine name
+
+
+def top_name(graph: Graph) -> str:
+    """The accelerator's Verilog module and Amaranth class stem, for either architecture."""
+    return identifier(f"hwgen_{graph.name}", "hwgen")
 
 
 def perf_counters(plan: Plan) -> list[PerfCounter]:

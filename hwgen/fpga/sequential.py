@@ -40,11 +40,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from ..fixed import MAX_SHIFT, IntType, Rounding, signed_bits
-from ..ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape
+from ..fixed import MAX_SHIFT, IntType, Rounding, requantize, signed_bits
+from ..ir import AvgPool, Conv2d, Dense, GlobalAvgPool, Graph, MaxPool, Node, Requantize, Reshape, conv_output_hw
 from ..names import identifier
 from .hardware import FLASH_QUAD_DUMMY_CLOCKS, REQUANT_LATENCY
-from .plan import PerfCounter
+from .plan import PerfCounter, top_name
+from .units import avgpool_counts
 
 __all__ = [
     "Mode", "SeqLayer", "SeqFormat", "SeqProgram", "SeqPlan", "make_seq_plan", "program_for", "compile_program",
@@ -64,8 +65,6 @@ FLASH_MAGIC = b"HWGENSEQ"
 
 #: The MAC array's name in reports and counters.
 ARRAY = "array"
-
-
 
 #: Where the flash image starts by default: 1 MiB, past an iCE40 bitstream (104 KB on a UP5K).
 FLASH_ADDRESS = 0x100000
@@ -114,7 +113,6 @@ class SeqLayer:
     zero_point: int
     lo: int
     hi: int
-    out_signed: bool
     acc: IntType
     macs: int                          # non-zero MACs of the IR node (0 for pooling)
 
@@ -185,8 +183,6 @@ class SeqProgram:
     lanes: int
     requantizers: int        # lanes requantized per cycle (divides lanes)
     layers: tuple[SeqLayer, ...]
-    input_tensor: str
-    output_tensor: str
     input_shape: tuple[int, int, int]    # stored map of the input (the IR shape, as (H, W, C))
     output_shape: tuple[int, int, int]
     output_dims: tuple[int, ...]         # the output tensor's IR shape
@@ -209,10 +205,6 @@ class SeqProgram:
     @property
     def output_bank(self) -> int:
         return len(self.layers) % 2
-
-    @property
-    def total_groups(self) -> int:
-        return sum(layer.groups for layer in self.layers)
 
     @property
     def stream_length(self) -> int:
@@ -372,12 +364,7 @@ def _walk(node: Node, graph: Graph, in_map: tuple[int, int, int]) -> _Walk:
 
 def _window_counts(node: AvgPool, in_map) -> set[int]:
     """The valid-tap counts of the windows (count_include_pad: always the kernel size)."""
-    if node.count_include_pad or not any(node.pads):
-        return {node.kernel[0] * node.kernel[1]}
-    from .. import golden  # the windows exactly as the golden model walks them
-    ones = np.ones((1, in_map[0], in_map[1], 1), dtype=np.int64)
-    counts = sum(golden._taps(ones, node.kernel, node.stride, (1, 1), node.pads, 0))
-    return set(np.unique(counts).tolist())
+    return {n for row in avgpool_counts(node, in_map[:2]) for n in row}
 
 
 def _groups(weights: np.ndarray, in_map, dilation, lanes: int, mode: Mode):
@@ -468,7 +455,7 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
             graph.tensor(node.inputs[0]).dtype.signed, len(layers) % 2, taps, blocks,
             _padded(walk.bias, extra, walk.lo if walk.mode is Mode.MAX else 0), _padded(walk.multiplier, extra),
             _padded(walk.shift, extra),
-            walk.zero_point, walk.lo, walk.hi, out.dtype.signed, walk.acc, node.macs(graph)[1]))
+            walk.zero_point, walk.lo, walk.hi, walk.acc, node.macs(graph)[1]))
         stored[node.output] = out_map
     if not layers:
         raise UnsupportedModelError(f"model {graph.name!r}: nothing for the sequential engine to run")
@@ -483,8 +470,8 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         bank_words[k % 2] = max(bank_words[k % 2], shape[0] * shape[1] * words_per_pixel(shape[2], lanes))
     fmt = _format(layers, lanes, bank_words)
     return SeqProgram(
-        top=top or f"{identifier(graph.name)}_seq", lanes=lanes, requantizers=requantizers, layers=tuple(layers),
-        input_tensor=x.name, output_tensor=y.name, input_shape=maps[0], output_shape=maps[-1],
+        top=top or top_name(graph), lanes=lanes, requantizers=requantizers, layers=tuple(layers),
+        input_shape=maps[0], output_shape=maps[-1],
         output_dims=tuple(y.shape), input_type=x.dtype, output_type=y.dtype,
         input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes),
         bank_words=tuple(bank_words), rounding=rounding, fmt=fmt, weights=WeightSource(weights),
@@ -496,7 +483,6 @@ def _padded(values, extra: int, fill: int = 0) -> np.ndarray:
 
 
 def _conv_out(hw, walk: _Walk) -> tuple[int, int]:
-    from ..ir import conv_output_hw
     return conv_output_hw(hw, walk.kernel, walk.stride, walk.dilation, walk.pads)
 
 
@@ -583,11 +569,6 @@ def _from_bytes(raw: np.ndarray, signed: bool) -> np.ndarray:
     return np.where(raw >= 128, raw - 256, raw) if signed else raw
 
 
-def _requant(acc, m, s, zp, lo, hi, rounding):
-    from ..fixed import requantize
-    return requantize(acc, m, s, zp, lo, hi, rounding)
-
-
 def run_program(program: SeqProgram, x: np.ndarray) -> np.ndarray:
     """Run one sample (the input tensor's shape) through the program; returns the output tensor's
     values, reading and writing two banks of L-byte words as the engine does."""
@@ -617,8 +598,8 @@ def run_program(program: SeqProgram, x: np.ndarray) -> np.ndarray:
                 word = np.where(valid[:, None], xs[np.where(valid, base + offset, 0)], layer.pad_value)
                 dot = word @ wt.T
                 acc = acc + dot if layer.mode is Mode.SUM else np.maximum(acc, dot)
-            y = _requant(acc, layer.multiplier[sl], layer.shift[sl], layer.zero_point, layer.lo, layer.hi,
-                         program.rounding)
+            y = requantize(acc, layer.multiplier[sl], layer.shift[sl], layer.zero_point, layer.lo, layer.hi,
+                           program.rounding)
             dst[np.arange(len(base)) * gw + g] = _to_bytes(y)
     h, w, c = program.output_shape
     cw = words_per_pixel(c, lanes)
@@ -750,7 +731,7 @@ class SeqPlan:
 def make_seq_plan(graph: Graph, lanes: int = 4, requantizers: int = 1, weights: WeightSource = WeightSource.ROM,
                   flash_address: int = FLASH_ADDRESS, spram_banks: bool = False) -> tuple[SeqPlan, SeqProgram]:
     """The plan and program of the sequential engine for a hardware graph."""
-    top = identifier(f"hwgen_{graph.name}", "hwgen")
+    top = top_name(graph)
     program = compile_program(graph, lanes, requantizers, top, weights, flash_address, spram_banks)
     plan = SeqPlan(graph.name, top, lanes, requantizers, program.input_lanes, (program.output_lanes,),
                    cycle_model(program).interval, tuple((x.node, x.steps) for x in program.layers),

@@ -120,7 +120,7 @@ class SequentialAccelerator(wiring.Component):
 
         # -- widths -----------------------------------------------------------------------------
         max_words = max(p.bank_words)
-        addr_bits = max(1, (max_words - 1).bit_length())
+        addr_bits = fmt.address_bits
         bases = [(-layer.pads[0] * layer.in_shape[1] - layer.pads[1]) * words_per_pixel(layer.in_shape[2], lanes)
                  for layer in layers]
         row_steps = [layer.stride[0] * layer.in_shape[1] * words_per_pixel(layer.in_shape[2], lanes)
@@ -404,19 +404,15 @@ class SequentialAccelerator(wiring.Component):
                             m.d.sync += [load_lane.eq(0), load_addr.eq(load_addr + 1)]
                         with m.Else():
                             m.d.sync += load_lane.eq(load_lane + in_lanes)
-            with m.Case(START):
-                with m.Switch(layer):
-                    for k in range(n_layers):
-                        with m.Case(k):
-                            m.d.sync += latch(k)
-                m.d.sync += [phase.eq(LAYER), running.eq(1), group.eq(0)]
-                m.d.sync += [oy.eq(0), ox.eq(0), out_pixel.eq(0), step.eq(0)]
+            with m.Case(START):   # the descriptor, and the sequencer at the layer's first position
                 with m.Switch(layer):
                     for k in range(n_layers):
                         with m.Case(k):
                             x = layers[k]
-                            m.d.sync += [iy0.eq(-x.pads[0]), ix0.eq(-x.pads[1]), row_base.eq(bases[k]),
-                                         pos_base.eq(bases[k])]
+                            m.d.sync += [*latch(k), iy0.eq(-x.pads[0]), ix0.eq(-x.pads[1]),
+                                         row_base.eq(bases[k]), pos_base.eq(bases[k])]
+                m.d.sync += [phase.eq(LAYER), running.eq(1), group.eq(0), oy.eq(0), ox.eq(0), out_pixel.eq(0),
+                             step.eq(0)]
             with m.Case(LAYER):
                 with m.If(~running & ~in_flight):
                     with m.If(layer == n_layers - 1):
