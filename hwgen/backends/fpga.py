@@ -32,6 +32,7 @@ from ..errors import InvalidOptionError, ToolchainError
 from ..fpga.arch import Arch
 from ..fpga.archfit import SeqFit, choose, fit_sequential
 from ..fpga.fit import Fit, default_fit_note, fit_budget, fit_device, resources_text
+from ..fpga.hardware import COUNTER_BITS
 from ..fpga.manifest import load_plan, manifest
 from ..fpga.outputs import HostConcat, assemble, hardware_graph, output_mux
 from ..fpga.plan import Plan, engine_programs, make_plan, perf_counters
@@ -71,11 +72,11 @@ class FpgaOptions:
     `device`: fit it to this FPGA (the fastest folding whose estimated resources fit); `multipliers`:
     the multiplier budget the layers share (with a device: that budget, checked against it);
     `folds`: `LAYER=PE,SIMD` engines of their own; `measure`: also measure latency, interval and
-    busy cycles in Verilator; `arch`: the architecture (None: the dataflow, or with a device, of the
-    two that fit, the faster by estimate; the sequential engine's MAC array is L x L with L =
-    floor(sqrt(multipliers)), 4 by default, or what fits the device); `weights`: where the sequential
-    engine's weight stream comes from (None: a ROM, or with a device, a ROM if it fits, else QSPI
-    flash holding OUT/fpga/weights.bin at `flash_address`).
+    busy cycles in Verilator; `arch`: the architecture (None: the dataflow, or with a device, the
+    dataflow where it fits and the sequential engine where it does not; the sequential engine's MAC
+    array is L x L with L = floor(sqrt(multipliers)), 4 by default, or what fits the device);
+    `weights`: where the sequential engine's weight stream comes from (None: a ROM, or with a device,
+    a ROM if it fits, else QSPI flash holding OUT/fpga/weights.bin at `flash_address`).
     """
 
     device: str | None = None
@@ -175,7 +176,8 @@ def build_accelerator(graph: Graph, plan: Plan | SeqPlan, verilog: str, *, trace
     if isinstance(plan, SeqPlan) and plan.weights is not WeightSource.ROM:   # with its flash
         from ..sim.flash import simulation_top
         mux = output_mux(graph, plan.output_lanes)
-        ports = {"i": x.dtype.bits * plan.input_lanes, "o": mux.width, "perf": 32 * len(counters_of(plan))}
+        ports = {"i": x.dtype.bits * plan.input_lanes, "o": mux.width,
+                 "perf": COUNTER_BITS * len(counters_of(plan))}
         verilog, top = simulation_top(verilog, plan.top, flash_image(program_for(graph, plan)), plan.flash_address,
                                       ports)
     return RtlAccelerator.build(
@@ -291,9 +293,9 @@ def emit(compiled: Compiled, options: FpgaOptions) -> dict[str, bytes]:
         log.log(NOTICE, "fpga: sequential engine, a %dx%d MAC array; %s weight-stream words from %s, banks of %s "
                 "words; model %s cycles/inference", plan.lanes, plan.lanes, f"{plan.stream_words:,}", source,
                 " and ".join(f"{w:,}" for w in plan.bank_words), f"{plan.interval:,}")
-    elif fit is not None:
+    if fit is not None:
         log.log(NOTICE, "fpga: %s", fit.summary())
-    else:  # the iCE40 UP5K is the smallest device hwgen knows: say whether it fits, and how to make it
+    elif not isinstance(plan, SeqPlan):   # the UP5K is the smallest device hwgen knows: does it fit, and how
         log.log(NOTICE, "fpga: %s", default_fit_note(graph, plan, DEVICES[DEFAULT_DEVICE]))
     verilog = to_verilog(graph, plan)
     verilog_file = f"{plan.top}.v"

@@ -37,9 +37,7 @@ class SeqFit:
     def summary(self) -> str:
         d = self.device
         spram = f", {self.spram}/{d.sprams} SPRAM" if d.sprams else ""
-        return (f"{d.name}: sequential engine, {self.plan.lanes}x{self.plan.lanes} array, weights from "
-                f"{'a ROM' if self.plan.weights is WeightSource.ROM else 'QSPI flash'}, interval "
-                f"{self.plan.interval:,} cycles; {self.dsp}/{d.dsps} DSP, {self.bram}/{d.brams} block RAM{spram} "
+        return (f"{d.name}: estimated {self.dsp}/{d.dsps} DSP, {self.bram}/{d.brams} block RAM{spram} "
                 "(logic not estimated)")
 
     def to_json(self) -> dict:
@@ -56,8 +54,8 @@ def fit_sequential(graph: Graph, device: Device | str, lanes: int | None = None,
     reasons = []
     sources = (weights,) if weights is not None else (WeightSource.ROM, WeightSource.QSPI)
     for size in ([lanes] if lanes else range(max(1, math.isqrt(device.dsps)), 0, -1)):
-        for weights in sources:
-            plan, program = make_seq_plan(graph, size, 1, weights, flash_address, device.sprams > 0)
+        for source in sources:
+            plan, program = make_seq_plan(graph, size, 1, source, flash_address, device.sprams > 0)
             fmt = program.fmt
             dsp = size * size + dsp_chunks(fmt.acc_bits) * dsp_chunks(fmt.multiplier_bits)
             bank_bits = ELEMENT_BITS * size
@@ -65,13 +63,13 @@ def fit_sequential(graph: Graph, device: Device | str, lanes: int | None = None,
             bram = blocks_for(2 * program.tile_depth, fmt.entry_bits, device.family)
             if not device.sprams:
                 bram += sum(blocks_for(w, bank_bits, device.family) for w in plan.bank_words)
-            if weights is WeightSource.ROM:
+            if source is WeightSource.ROM:
                 bram += blocks_for(program.stream_length, fmt.word_bits, device.family)
             needs = (("DSPs", dsp, device.dsps), ("block RAMs", bram, device.brams), ("SPRAMs", spram, device.sprams))
             over = [(n, need, have) for n, need, have in needs if need > have]
             if not over:
                 return SeqFit(device, plan, dsp, bram, spram)
-            reasons.append(f"{size}x{size} with weights from {weights.value}: needs " +
+            reasons.append(f"{size}x{size} with weights from {source.value}: needs " +
                            ", ".join(f"{need} {n} of {have}" for n, need, have in over))
     raise DoesNotFitDevice(f"{graph.name}: no sequential engine fits {device.name}: " + "; ".join(reasons[-2:]))
 
