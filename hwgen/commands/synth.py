@@ -81,14 +81,18 @@ def run(args: argparse.Namespace) -> int:
     if args.board and acc.flash is not None and args.board != "icebreaker":
         raise InvalidOptionError(f"{args.out}: its weights stream from SPI flash, and only the icebreaker build wires "
                                  "the board's flash; compile with --weights rom for this board")
-    if args.out.is_dir() and args.fit_check:
-        _check_fit(args.out, args.device or _board_device(args.board))
+    device = args.device or _board_device(args.board)
+    # hwgen's model of OUT's accelerator (once): for the fit check, and the report of a --device run
+    model = _estimate(args.out, device) if args.out.is_dir() and (args.fit_check or args.device) else None
+    if model is not None and args.fit_check:
+        _check_fit(args.out, model[1], device)
     out_dir = OutputDir.prepare(args.output or base / target, what="synthesis directory")
     with out_dir.in_place():
         result = _run(args, acc, out_dir.path)
         report = result.report
         if args.device and args.out.is_dir():
-            report = _with_model(report, args.out, args.device)
+            if model is not None:
+                report = _with_model(report, *model)
             report.write(result.report_path)
     print(report.to_text())
     if args.board:
@@ -120,17 +124,18 @@ def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
 
 
 def _estimate(out: Path, device: str):
-    """hwgen's resource estimate of OUT's accelerator on the device (None without ir.json)."""
+    """OUT's accelerator and hwgen's resource estimate of it on the device (None without ir.json, or
+    for the sequential engine, which has no resource model yet)."""
     if not (out / "ir.json").is_file():
         return None
     compiled = load_output(out)
-    if isinstance(compiled.plan, SeqPlan):   # the sequential engine has no resource model yet
+    if isinstance(compiled.plan, SeqPlan):
         return None
     dev = DEVICES[device]
     fitted_for = compiled.manifest.get("device")
     same_family = fitted_for is not None and DEVICES[fitted_for].family is dev.family
-    return estimate(compiled.graph, compiled.plan, engine_programs(compiled.graph, compiled.plan), dev,
-                    placement=None if same_family else {})
+    return compiled, estimate(compiled.graph, compiled.plan, engine_programs(compiled.graph, compiled.plan), dev,
+                              placement=None if same_family else {})
 
 
 def _board_device(board: str) -> str:
@@ -139,12 +144,9 @@ def _board_device(board: str) -> str:
     return BOARDS[board].device
 
 
-def _check_fit(out: Path, device: str) -> None:
+def _check_fit(out: Path, est, device: str) -> None:
     """Refuse, in seconds rather than after minutes of yosys and nextpnr, an accelerator whose
     estimated DSPs or block RAMs (counted exactly) or logic exceed the device."""
-    est = _estimate(out, device)
-    if est is None:
-        return
     dev = DEVICES[device]
     found = overflows(est, dev, margin=1.0)
     if found:
@@ -154,13 +156,9 @@ def _check_fit(out: Path, device: str) -> None:
                                  "fits, or a smaller --multipliers (--no-fit-check runs the tools anyway)")
 
 
-def _with_model(report: SynthReport, out: Path, device: str) -> SynthReport:
+def _with_model(report: SynthReport, compiled, est) -> SynthReport:
     """The report with hwgen's resource estimate for the device and the accelerator's interval
     (measured in co-simulation if `hwgen sim` or --measure ran, else the plan's)."""
-    est = _estimate(out, device)
-    if est is None:
-        return report
-    compiled = load_output(out)
     interval = compiled.plan.interval
     cycles = compiled.fpga / "report.json"
     if cycles.is_file():
