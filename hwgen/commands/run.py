@@ -85,7 +85,8 @@ def _run_output_dir(args: argparse.Namespace) -> tuple[Graph, dict[str, np.ndarr
         raise InvalidOptionError(f"{out}: not a hwgen compile output (no ir.json)")
     if args.rounding != Rounding.RNE.value or args.multiplier_bits != MULTIPLIER_BITS:
         raise InvalidOptionError(f"{out}: --rounding and --multiplier-bits were fixed when it was compiled")
-    if args.fpga_multipliers is not None or args.fpga_folds or args.fpga_device is not None:
+    if (args.fpga_multipliers is not None or args.fpga_folds or args.fpga_device is not None
+            or args.fpga_arch is not None or args.fpga_weights is not None):
         raise InvalidOptionError(f"{out}: its accelerator was folded when it was compiled; compile again to change it")
     with reading(out / "ir.json"):
         graph = irjson.load(out / "ir.json")

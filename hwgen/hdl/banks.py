@@ -50,7 +50,8 @@ class SpramBank(_BankBase):
         depth = -(-self.words // SPRAM_WORDS)
         data = Cat(self.write_data, Const(0, width * SPRAM_WIDTH - 8 * self.lanes))
         nibbles = Cat(*[Cat(b, b) for b in self.write_enable], Const(0, width * 4 - 2 * self.lanes))
-        row = self.address[14:] if depth > 1 else Const(0, 1)
+        abits = (SPRAM_WORDS - 1).bit_length()   # a cell's address; the bits above pick the row
+        row = self.address[abits:] if depth > 1 else Const(0, 1)
         row_read = Signal.like(row, name="row_read")   # the row the registered word came from
         with m.If(self.read_enable & ~self.writes):
             m.d.sync += row_read.eq(row)
@@ -61,7 +62,7 @@ class SpramBank(_BankBase):
                 out = Signal(SPRAM_WIDTH, name=f"spram{r}_{c}_out")
                 m.submodules[f"spram{r}_{c}"] = Instance(
                     "SB_SPRAM256KA",
-                    i_ADDRESS=self.address[:14], i_DATAIN=data[c * SPRAM_WIDTH:(c + 1) * SPRAM_WIDTH],
+                    i_ADDRESS=self.address[:abits], i_DATAIN=data[c * SPRAM_WIDTH:(c + 1) * SPRAM_WIDTH],
                     i_MASKWREN=nibbles[c * 4:(c + 1) * 4], i_WREN=self.writes,
                     i_CHIPSELECT=(row == r) & Mux(self.writes, self.write_enable.any(), self.read_enable),
                     i_CLOCK=ClockSignal("sync"), i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=out)

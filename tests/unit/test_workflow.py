@@ -44,6 +44,8 @@ def test_run_on_a_compile_output(tmp_path, digits, capsys):
     assert f"all values in {tmp_path / 'a.npy'}" not in printed   # 50 values: printed whole
     code, _, err = run_cli(capsys, "run", out, "--input", digits, "--multipliers", "4")
     assert code == 2 and "compile again" in err
+    code, _, err = run_cli(capsys, "run", out, "--input", digits, "--arch", "sequential")
+    assert code == 2 and "compile again" in err
     code, _, err = run_cli(capsys, "run", out, "--input", digits, "--check")
     assert code == 2 and "--check compares a backend" in err
     code, _, err = run_cli(capsys, "run", tmp_path, "--input", digits)
