@@ -56,8 +56,8 @@ __all__ = [
 
 #: Activations are stored one byte per lane (types of 8 bits or fewer).
 ELEMENT_BITS = 8
-#: Issue to accumulate: tile read, address, bank read, products, dot, accumulate.
-PIPELINE_DEPTH = 6
+#: Issue to accumulate: tile read, address, bank read, operands, products, dot, accumulate.
+PIPELINE_DEPTH = 7
 #: Cycles between layers: the pipeline and the requantizers drain before the next layer reads.
 LAYER_OVERHEAD = PIPELINE_DEPTH + REQUANT_LATENCY + 4
 #: The flash image's first bytes.

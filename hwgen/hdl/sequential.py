@@ -19,6 +19,7 @@ slot is busy when a result arrives (`advance`):
     tile       tile entry out: tap offsets, address offset and L x L weights; the bank address
                (position base + offset) and whether the tap is inside the map -> bank read
     fetch      the bank word out (the pad value instead where the tap is outside)
+    operand    the L operands registered (sign- or zero-extended)
     multiply   L x L products
     dot        L sums of L products
     accumulate acc = (first step ? bias : acc) + dot (or max(acc, dot)); the last step of a
@@ -285,13 +286,23 @@ class SequentialAccelerator(wiring.Component):
             m.d.sync += [s2_weights[o][j].eq(weights[o][j]) for o in range(lanes) for j in range(lanes)]
         bank_word = Mux(d["in_bank"], banks[1].read_data, banks[0].read_data)
         xs = [Mux(s2["inside"], bank_word[j * elements:(j + 1) * elements], d["pad"]) for j in range(lanes)]
-        operands = [_byte_value(x, d["x_signed"]) for x in xs]
+
+        # the bank's output is registered before it meets the multipliers: a block RAM's clock-to-out,
+        # the pad multiplexer and a DSP's multiply in one cycle were the critical path
+        s_op = stage("operand", **control)
+        operands = [Signal(signed(elements + 1), name=f"operand{j}") for j in range(lanes)]
+        op_weights = [[Signal(signed(fmt.weight_bits), name=f"operand_w{o}_{j}") for j in range(lanes)]
+                      for o in range(lanes)]
+        with m.If(advance):
+            m.d.sync += [s_op[k].eq(s2[k]) for k in control]
+            m.d.sync += [operands[j].eq(_byte_value(x, d["x_signed"])) for j, x in enumerate(xs)]
+            m.d.sync += [op_weights[o][j].eq(s2_weights[o][j]) for o in range(lanes) for j in range(lanes)]
 
         s3 = stage("multiply", **control)
         products = [[Signal(signed(product_bits), name=f"product{o}_{j}") for j in range(lanes)] for o in range(lanes)]
         with m.If(advance):
-            m.d.sync += [s3[k].eq(s2[k]) for k in control]
-            m.d.sync += [products[o][j].eq(operands[j] * s2_weights[o][j]) for o in range(lanes) for j in range(lanes)]
+            m.d.sync += [s3[k].eq(s_op[k]) for k in control]
+            m.d.sync += [products[o][j].eq(operands[j] * op_weights[o][j]) for o in range(lanes) for j in range(lanes)]
 
         s4 = stage("dot", **control)
         dots = [Signal(dot_shape, name=f"dot{o}") for o in range(lanes)]
@@ -371,7 +382,7 @@ class SequentialAccelerator(wiring.Component):
         load_lane = Signal(range(max(2, lanes)), name="load_lane")
         load_addr = Signal(addr_bits + 1, name="load_addr")
         in_flight = Signal(name="in_flight")
-        m.d.comb += in_flight.eq(s1["valid"] | s2["valid"] | s3["valid"] | s4["valid"] | requant_busy)
+        m.d.comb += in_flight.eq(s1["valid"] | s2["valid"] | s_op["valid"] | s3["valid"] | s4["valid"] | requant_busy)
 
         # bank writes: the input in phase LOAD, the requantizers' bytes during a layer
         computing = (phase == START) | (phase == LAYER)
