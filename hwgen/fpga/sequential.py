@@ -35,7 +35,7 @@ import enum
 import hashlib
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -147,6 +147,8 @@ class SeqFormat:
     acc_bits: int
     multiplier_bits: int
     shift_bits: int
+    min_shift: int       # the requantization shifts that occur (the requantizer's shifter spans them only)
+    max_shift: int
     steps_bits: int
     tap_bits: int        # ty, tx: unsigned
     offset_bits: int     # address offset: unsigned
@@ -454,7 +456,7 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
             node.name, node.op, walk.mode, in_map, out_map, walk.stride, walk.pads[:2], walk.pad_value,
             graph.tensor(node.inputs[0]).dtype.signed, len(layers) % 2, taps, blocks,
             _padded(walk.bias, extra, walk.lo if walk.mode is Mode.MAX else 0), _padded(walk.multiplier, extra),
-            _padded(walk.shift, extra),
+            _padded(walk.shift, extra, int(np.min(walk.shift))),
             walk.zero_point, walk.lo, walk.hi, walk.acc, node.macs(graph)[1]))
         stored[node.output] = out_map
     if not layers:
@@ -463,6 +465,7 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         raise UnsupportedModelError(f"model {graph.name!r}: the sequential engine requantizes with one rounding "
                                     "mode, the model uses both RNE and RNU; use --arch dataflow")
     rounding = roundings.pop() if roundings else Rounding.RNE
+    layers = _max_as_shifted(layers)
     y = graph.tensor(graph.outputs[0])
     maps = [layers[0].in_shape] + [layer.out_shape for layer in layers]
     bank_words = [1, 1]
@@ -476,6 +479,20 @@ def compile_program(graph: Graph, lanes: int = 4, requantizers: int = 1, top: st
         input_lanes=math.gcd(maps[0][2], lanes), output_lanes=math.gcd(maps[-1][2], lanes),
         bank_words=tuple(bank_words), rounding=rounding, fmt=fmt, weights=WeightSource(weights),
         flash_address=flash_address, spram_banks=spram_banks)
+
+
+def _max_as_shifted(layers: list[SeqLayer]) -> list[SeqLayer]:
+    """MaxPool's requantization (the identity) as multiplier 2^k, shift k, with k the smallest shift
+    the other layers use: exact (no bit below the shift is set), and the requantizer's shifter need
+    not reach down to a shift of 0 for it."""
+    sums = [x for x in layers if x.mode is Mode.SUM]
+    if not sums or len(sums) == len(layers):
+        return layers
+    k = min(int(x.shift.min()) for x in sums)
+    k = min(k, max(int(x.multiplier.max()) for x in sums).bit_length() - 1)   # 2^k: no wider a multiplier
+    return [x if x.mode is Mode.SUM else
+            replace(x, multiplier=np.full_like(x.multiplier, 1 << k), shift=np.full_like(x.shift, k))
+            for x in layers]
 
 
 def _padded(values, extra: int, fill: int = 0) -> np.ndarray:
@@ -502,6 +519,8 @@ def _format(layers: list[SeqLayer], lanes: int, bank_words) -> SeqFormat:
         lanes=lanes, weight_bits=signed_bits(min(w_lo, -1), max(w_hi, 1)), acc_bits=acc_bits,
         multiplier_bits=_unsigned_bits(max(int(layer.multiplier.max()) for layer in layers)),
         shift_bits=_unsigned_bits(MAX_SHIFT),
+        min_shift=min(int(layer.shift.min()) for layer in layers),
+        max_shift=max(int(layer.shift.max()) for layer in layers),
         steps_bits=_unsigned_bits(max(len(t) for layer in layers for t in layer.taps)),
         tap_bits=_unsigned_bits(int(taps[:, :2].max())), offset_bits=_unsigned_bits(int(taps[:, 2].max())),
         address_bits=_unsigned_bits(max(bank_words) - 1),

@@ -31,7 +31,7 @@ output bank, byte-masked, REQUANT_LATENCY cycles later.
 The weight loader takes the weight stream (`WeightRom`, or `hdl.flash.SpiFlashReader`) word by
 word: a group's header into the header registers of one half, its steps into that half of the
 tile. It fills a half while the engine computes from the other; counters of groups loaded and released (modulo
-2^16) say which halves hold what.
+4) say which halves hold what.
 """
 
 from __future__ import annotations
@@ -59,7 +59,10 @@ from .streams import word_stream
 
 __all__ = ["WeightRom", "SequentialAccelerator"]
 
-GROUP_COUNT_BITS = 16
+#: Groups loaded, started and released are counted modulo 4: the loader is at most two groups ahead
+#: (the tile's two halves), so differences of 0, 1 or 2 are told apart without wide subtractions
+#: (a 16-bit `loaded - released` had been on the UP5K's critical path).
+GROUP_COUNT_BITS = 2
 
 
 class WeightRom(wiring.Component):
@@ -175,7 +178,9 @@ class SequentialAccelerator(wiring.Component):
         # -- the weight loader ------------------------------------------------------------------
         loaded = Signal(GROUP_COUNT_BITS, name="groups_loaded")
         released = Signal(GROUP_COUNT_BITS, name="groups_released")
-        head_steps = [Signal(fmt.steps_bits, name=f"head{h}_steps") for h in range(2)]
+        # a group's last step number (steps - 1), taken off as the header arrives: the sequencer
+        # compares against it every cycle (a subtraction there was on the UP5K's critical path)
+        head_last = [Signal(fmt.steps_bits, name=f"head{h}_last_step") for h in range(2)]
         head_bias = [[Signal(signed(fmt.acc_bits), name=f"head{h}_bias{j}") for j in range(lanes)] for h in range(2)]
         head_mult = [[Signal(fmt.multiplier_bits, name=f"head{h}_multiplier{j}") for j in range(lanes)]
                      for h in range(2)]
@@ -202,7 +207,7 @@ class SequentialAccelerator(wiring.Component):
                     m.d.sync += [load_steps.eq(steps), entry_count.eq(1), header_part.eq(0)]
                     for h in range(2):
                         with m.If(load_half == h):
-                            m.d.sync += head_steps[h].eq(steps)
+                            m.d.sync += head_last[h].eq(steps - 1)
                             for j, (b, mult, s) in enumerate(fields):
                                 m.d.sync += [head_bias[h][j].eq(b), head_mult[h][j].eq(mult),
                                              head_shift[h][j].eq(s)]
@@ -215,7 +220,7 @@ class SequentialAccelerator(wiring.Component):
                     m.d.sync += entry_count.eq(entry_count + 1)
 
         # -- the sequencer ----------------------------------------------------------------------
-        group_number = Signal(GROUP_COUNT_BITS, name="group_number")   # groups started, modulo 2^16
+        group_number = Signal(GROUP_COUNT_BITS, name="group_number")   # groups started, modulo 4
         half = group_number[0]
         tile_ready = group_number != loaded
         group = Signal.like(d["last_group"], name="group")
@@ -224,13 +229,13 @@ class SequentialAccelerator(wiring.Component):
         iy0, ix0 = Signal(dim_shape, name="iy0"), Signal(dim_shape, name="ix0")
         row_base, pos_base = Signal(pos_shape, name="row_base"), Signal(pos_shape, name="pos_base")
         out_pixel = Signal(addr_bits + 1, name="out_pixel")
-        last_steps = Mux(half, head_steps[1], head_steps[0]) - 1
+        last_step = Mux(half, head_last[1], head_last[0])
         running = Signal(name="running")      # the layer's sequencer has positions left to issue
         advance = Signal(name="advance")
         issue = Signal(name="issue")
         m.d.comb += issue.eq(running & tile_ready)
 
-        first, last = step == 0, step == last_steps
+        first, last = step == 0, step == last_step
         last_position = (ox == d["last_ox"]) & (oy == d["last_oy"])
         last_of_group = last & last_position
 
@@ -358,7 +363,7 @@ class SequentialAccelerator(wiring.Component):
             shift_k = Signal(fmt.shift_bits, name=f"rq{k}_shift")
             m.d.comb += [acc_k.eq(pick(slot_acc)), mult_k.eq(pick(slot_mult)), shift_k.eq(pick(slot_shift))]
             results.append(requantize(m, acc_k, mult_k, shift_k, d["zero_point"], d["lo"], d["hi"], p.rounding,
-                                      value_shape, valid=slot_valid, max_shift=(1 << fmt.shift_bits) - 1,
+                                      value_shape, valid=slot_valid, min_shift=fmt.min_shift, max_shift=fmt.max_shift,
                                       name=f"rq{k}"))
         write_valid, write_addr, write_part = slot_valid, slot_addr, slot_part
         write_valids = []
