@@ -357,6 +357,21 @@ def run_core_output(out: Output, inputs: dict[str, np.ndarray], *, stall_prob: f
     return assemble(run.outputs, out.concats, out.model), run
 
 
+def run_core_on_board(out: Output, inputs: dict[str, np.ndarray], port: str, baud: int, timeout: float):
+    """The integer core on a board running OUT's accelerator behind `hwgen synth --board`'s UART
+    bridge, at `port` (outputs in the model IR's tensors)."""
+    from ..synth.host import BoardFormat, open_port, run_on_board
+
+    x = out.graph.tensor(out.graph.inputs[0])
+    fmt = BoardFormat(x.dtype, out.plan.input_lanes, x.shape, output_mux(out.graph, out.plan.output_lanes))
+    link = open_port(port, baud, timeout)
+    try:
+        outputs = run_on_board(link, fmt, inputs[out.graph.inputs[0]], port=port, progress=out.progress)
+    finally:
+        link.close()
+    return assemble(outputs, out.concats, out.model)
+
+
 def describe(out_dir: str | Path) -> str | None:
     """The cycle report of a compiled accelerator (None if OUT has no fpga/ output)."""
     path = Path(out_dir) / "fpga" / "report.json"

@@ -1,4 +1,4 @@
-"""`hwgen run MODEL|OUT --input X [--backend golden|rtl|rvv] [--check]`: the model's outputs.
+"""`hwgen run MODEL|OUT --input X [--backend golden|rtl|rvv|board] [--check]`: the model's outputs.
 
 Given a compile output OUT instead of a model, it runs what was compiled: the IR of OUT/ir.json,
 and for rtl the Verilog of OUT/fpga as written (nothing is generated again)."""
@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import api, golden, irjson
 from ..arrays import check_output_path, format_outputs, load_inputs, save_outputs
-from ..backends.fpga import load_output, progress, run_core_output
+from ..backends.fpga import load_output, progress, run_core_on_board, run_core_output
 from ..backends.rvv import run_core_graph
 from ..compiler import compile_model
 from ..errors import InvalidOptionError
@@ -22,6 +22,8 @@ from ..images import is_image, load_image
 from ..ir import Graph
 from ..modelconfig import load_config
 from ..outdir import reading
+from ..synth.board import DEFAULT_BAUD
+from ..synth.host import DEFAULT_TIMEOUT
 from .options import (
     HelpFormatter,
     add_fpga_options,
@@ -31,6 +33,9 @@ from .options import (
     fpga_options,
     rvv_options,
 )
+
+#: The backend that is a real board (for compile outputs only: it needs the bitstream built from OUT).
+BOARD = "board"
 
 
 def register(sub) -> None:
@@ -46,19 +51,32 @@ def register(sub) -> None:
                    help="the model's config file (image preprocessing; default: MODEL's stem + .json, if there)")
     p.add_argument("--output", type=Path, default=None, metavar="Y.npy",
                    help="where to save the outputs (.npy; an .npz of arrays named as the outputs)")
-    p.add_argument("--backend", choices=list(api.BACKENDS), default="golden",
-                   help="golden: the reference model; rtl: Verilator simulation; rvv: RISC-V under QEMU")
+    p.add_argument("--backend", choices=[*api.BACKENDS, BOARD], default="golden",
+                   help="golden: the reference model; rtl: Verilator simulation; rvv: RISC-V under QEMU; board: "
+                        "a board running OUT's `hwgen synth --board` bitstream, over its UART (--port)")
     p.add_argument("--check", action="store_true",
                    help="also run the golden model and say whether the backend's outputs equal it, bit for bit "
                         "(exit 1 if not)")
     add_fpga_options(p, compiling=False)
     add_rvv_options(p, compiling=False)
+    board = p.add_argument_group("a board (--backend board, with a compile output OUT)")
+    board.add_argument("--port", default=None, help="the board's serial port, e.g. /dev/ttyUSB1 (the iCEBreaker's "
+                                                    "second FTDI channel), or a pyserial URL")
+    board.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="the rate the bitstream was built for")
+    board.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help="how long to wait for one tensor's outputs")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.check and args.backend == "golden":
-        raise InvalidOptionError("--check compares a backend (--backend rtl or rvv) with the golden model")
+        raise InvalidOptionError("--check compares a backend (--backend rtl, rvv or board) with the golden model")
+    if args.backend == BOARD and (not args.model.is_dir() or args.port is None):
+        raise InvalidOptionError("--backend board runs a compile output OUT on a board, at --port: hwgen compile "
+                                 "MODEL -o OUT --target fpga --device ice40-up5k, hwgen synth OUT --board icebreaker, "
+                                 "program the board as it says, then hwgen run OUT --backend board --port PORT")
+    if args.port is not None and args.backend != BOARD:
+        raise InvalidOptionError("--port is for --backend board")
     if args.model.is_dir():
         graph, feeds, outputs = _run_output_dir(args)
     else:
@@ -99,6 +117,9 @@ def _run_output_dir(args: argparse.Namespace) -> tuple[Graph, dict[str, np.ndarr
         core = lambda inputs: run_core_output(loaded, inputs)[0]  # noqa: E731
     elif args.backend == "rvv":
         core = lambda inputs: run_core_graph(graph, graph.name, inputs, rvv_options(args))  # noqa: E731
+    elif args.backend == BOARD:
+        loaded = load_output(out, progress=progress("board"))
+        core = lambda inputs: run_core_on_board(loaded, inputs, args.port, args.baud, args.timeout)  # noqa: E731
     return graph, feeds, golden.run_model(graph, feeds, core=core)
 
 

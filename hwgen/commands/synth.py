@@ -20,11 +20,14 @@ from ..fpga.fit import overflows
 from ..fpga.plan import engine_programs
 from ..fpga.report import report_from_json
 from ..fpga.resources import estimate
-from ..fpga.sequential import SeqPlan
+from ..fpga.seqresources import seq_estimate
+from ..fpga.sequential import SeqPlan, program_for
 from ..logs import NOTICE, get_logger
 from ..outdir import OutputDir, read_json, reading
 from ..synth.accelerator import Accelerator, find_accelerator, verilog_accelerator
 from ..synth.flow import PLACERS, ROUTERS, SEED, synthesize
+from ..synth.host import board_script
+from ..synth.pll import PLL_MIN_MHZ
 from ..synth.report import SynthReport
 from .options import HelpFormatter
 
@@ -44,7 +47,9 @@ def register(sub) -> None:
     where.add_argument("--board", choices=["icebreaker", "ulx3s-85f"],
                        help="build a programmable bitstream with a UART host bridge for this board")
     p.add_argument("--clock", type=float, default=None, metavar="MHZ",
-                   help="timing target for --device (default: the device's, 48 MHz UP5K, 80 MHz ECP5)")
+                   help="timing target for --device (default: the device's, 48 MHz UP5K, 80 MHz ECP5); with "
+                        "--board icebreaker, the design's clock, made by the iCE40 PLL from the board's 12 MHz "
+                        "(the fastest it makes at or below MHZ; default: the 12 MHz itself)")
     p.add_argument("--top", default=None, help="top module when OUT is a Verilog file (default: the file's name)")
     p.add_argument("--output", type=Path, default=None, metavar="DIR",
                    help="where products go (default: OUT/synth/<device or board>)")
@@ -94,19 +99,47 @@ def run(args: argparse.Namespace) -> int:
             if model is not None:
                 report = _with_model(report, *model)
             report.write(result.report_path)
+        if args.board:
+            commands = _program_commands(args.board, acc, result.bitstream)
+            script = _write_board_script(args, out_dir.path, commands)
     print(report.to_text())
     if args.board:
-        program = "iceprog" if args.board == "icebreaker" else "openFPGALoader -b ulx3s"
-        if acc.flash is not None:   # the weights go into the same flash, past the bitstream
-            image = acc.verilog.parent / acc.flash["image"]
-            print(f"  program the weights: iceprog -o {acc.flash['address']:#x} {image}"
-                  + ("  (a quad-output read: the flash's quad-enable bit must be set)" if acc.flash["lines"] == 4
-                     else ""))
-        print(f"  program it: {program} {result.bitstream}; then, at {args.baud} baud 8N1, send each input word "
-              f"as {(acc.ports.in_width + 7) // 8} bytes and read each output word as "
-              f"{(acc.ports.out_width + 7) // 8} bytes, least significant first, one tensor at a time")
+        fmax = report.fmax_mhz
+        if args.clock is None and args.board == "icebreaker" and fmax is not None and fmax >= PLL_MIN_MHZ:
+            print(f"  it runs at the board's 12 MHz and closes at {fmax:.1f} MHz here: --clock {int(0.9 * fmax)} "
+                  "would run it faster (the iCE40 PLL; leave a margin, placement changes with the clock)")
+        for command in commands:
+            print(f"  program: {' '.join(map(str, command))}")
+        if acc.flash is not None and acc.flash["lines"] == 4:
+            print("  (the weights are read in quad mode: the flash's quad-enable bit must be set)")
+        print(f"  then, at {args.baud} baud 8N1, send each input word as {(acc.ports.in_width + 7) // 8} bytes and "
+              f"read each output word as {(acc.ports.out_width + 7) // 8} bytes, least significant first, one tensor "
+              "at a time" + (f"; or: sh {script} program, then sh {script} run INPUT --check" if script else ""))
     print(f"wrote {result.report_path}")
     return 0
+
+
+def _program_commands(board: str, acc: Accelerator, bitstream: Path) -> list[list[str | Path]]:
+    """The commands that write the bitstream, and a flash design's weights past it, into the board's flash."""
+    if board != "icebreaker":
+        return [["openFPGALoader", "-b", "ulx3s", bitstream]]
+    commands: list[list[str | Path]] = [["iceprog", bitstream]]
+    if acc.flash is not None:   # the weights go into the same flash, past the bitstream
+        commands.append(["iceprog", "-o", f"{acc.flash['address']:#x}", acc.verilog.parent / acc.flash["image"]])
+    return commands
+
+
+def _write_board_script(args: argparse.Namespace, out_dir: Path, commands) -> Path | None:
+    """board.sh (program the board, run inputs on it), when OUT is a compile output and board.sh is
+    not a file of the user's."""
+    path = out_dir / "board.sh"
+    if not args.out.is_dir():
+        return None
+    if path.exists():   # in_place removed hwgen's earlier one: this one is the user's
+        log.warning("synth: %s is not hwgen's: left as it is (no board script written)", path)
+        return None
+    path.write_text(board_script(args.board, args.out, out_dir, commands, args.baud))
+    return path
 
 
 def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
@@ -115,7 +148,7 @@ def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
         result = build_board(VerilogAccelerator.from_file(acc.verilog, acc.top, acc.ports), args.board,
                              out_dir=out_dir, baud=args.baud, fifo_depth=args.fifo_bytes or DEFAULT_FIFO_DEPTH,
                              seed=args.seed, verified_sha256=acc.verified_sha256, progress=_progress,
-                             flash_lines=(acc.flash or {}).get("lines", 0))
+                             flash_lines=(acc.flash or {}).get("lines", 0), clock_mhz=args.clock)
     else:
         result = synthesize(acc.verilog, acc.top, args.device, out_dir=out_dir, clock_mhz=args.clock,
                             seed=args.seed, ports=acc.ports, verified_sha256=acc.verified_sha256, router=args.router,
@@ -124,14 +157,13 @@ def _run(args: argparse.Namespace, acc: Accelerator, out_dir: Path):
 
 
 def _estimate(out: Path, device: str):
-    """OUT's accelerator and hwgen's resource estimate of it on the device (None without ir.json, or
-    for the sequential engine, which has no resource model yet)."""
+    """OUT's accelerator and hwgen's resource estimate of it on the device (None without ir.json)."""
     if not (out / "ir.json").is_file():
         return None
     compiled = load_output(out)
-    if isinstance(compiled.plan, SeqPlan):
-        return None
     dev = DEVICES[device]
+    if isinstance(compiled.plan, SeqPlan):
+        return compiled, seq_estimate(program_for(compiled.graph, compiled.plan), dev)
     fitted_for = compiled.manifest.get("device")
     same_family = fitted_for is not None and DEVICES[fitted_for].family is dev.family
     return compiled, estimate(compiled.graph, compiled.plan, engine_programs(compiled.graph, compiled.plan), dev,

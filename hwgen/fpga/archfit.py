@@ -1,13 +1,14 @@
 """Which architecture, at which size, for a device: `--device D` without `--arch`.
 
 The dataflow accelerator is fitted as before (`fit.fit_device`). The sequential engine is sized
-here: the largest L x L array whose DSPs (L^2 products, one per DSP, and its requantizer's DSP
-chunks) the device has, whose activation banks fit its SPRAMs (UP5K) or block RAMs, with the
-weight stream in a ROM when the block RAMs left hold it and else in a quad SPI flash. Its logic is
-not estimated yet (the one measured point: person_detect's 2 x 2 engine took 84 % of a UP5K).
+here: every L x L array whose DSPs (L^2 products, one per DSP, and its requantizer's chunks), block
+RAMs, SPRAMs and estimated logic (`seqresources.seq_estimate`, logic within the same
+LOGIC_MARGIN as the dataflow's) fit the device, with its weights in a ROM where the block RAMs hold
+it and in a quad SPI flash otherwise; of those, the one the cycle model says is fastest (a bigger
+array is not always faster: its steps carry more zeros and more flash bytes).
 
-`choose` takes the dataflow accelerator where it fits and the sequential engine where it does not
-(until the sequential engine's logic is modelled, that is the safe order), and says why.
+`choose` takes whichever of the two architectures has the higher estimated inferences/s, both at
+the device's clock, and says why.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..devices import DEVICES, Device
+from ..devices import DEVICES, Device, Family
 from ..errors import UnsupportedModelError
 from ..ir import Graph
-from .fit import DoesNotFitDevice, Fit, fit_device
-from .hardware import dsp_chunks, sprams_for
-from .resources import blocks_for
-from .sequential import ELEMENT_BITS, FLASH_ADDRESS, SeqPlan, WeightSource, make_seq_plan
+from .fit import LOGIC_MARGIN, DoesNotFitDevice, Fit, fit_device, overflows
+from .seqresources import SeqEstimate, seq_estimate
+from .sequential import FLASH_ADDRESS, SeqPlan, WeightSource, make_seq_plan
 
 __all__ = ["SeqFit", "fit_sequential", "Choice", "choose"]
 
@@ -30,48 +30,49 @@ __all__ = ["SeqFit", "fit_sequential", "Choice", "choose"]
 class SeqFit:
     device: Device
     plan: SeqPlan
-    dsp: int
-    bram: int
-    spram: int
+    estimate: SeqEstimate
 
     def summary(self) -> str:
-        d = self.device
-        spram = f", {self.spram}/{d.sprams} SPRAM" if d.sprams else ""
-        return (f"{d.name}: estimated {self.dsp}/{d.dsps} DSP, {self.bram}/{d.brams} block RAM{spram} "
-                "(logic not estimated)")
+        d, e = self.device, self.estimate
+        spram = f", {e.spram}/{d.sprams} SPRAM" if d.sprams else ""
+        logic = "logic cells" if d.family is Family.ICE40 else "LUT4"
+        return (f"{d.name}: {self.plan.lanes}x{self.plan.lanes} array, weights from {self.plan.weights.value}, "
+                f"interval {self.plan.interval:,} cycles; estimated {e.cells:,}/{d.logic:,} {logic}, {e.ff:,} FF, "
+                f"{e.dsp}/{d.dsps} DSP, {e.bram}/{d.brams} block RAM{spram}")
 
     def to_json(self) -> dict:
         return {"device": self.device.name, "arch": "sequential", "lanes": self.plan.lanes,
-                "weights": self.plan.weights.value, "interval": self.plan.interval,
-                "estimate": {"dsp": self.dsp, "bram": self.bram, "spram": self.spram, "logic": None, "ff": None}}
+                "weights": self.plan.weights.value, "interval": self.plan.interval, "logic_margin": LOGIC_MARGIN,
+                "estimate": self.estimate.to_json()}
+
+
+def _over(e: SeqEstimate, device: Device) -> list[str]:
+    return [f"{need:,} {name} of {have:,}" for name, need, have in overflows(e, device)]
 
 
 def fit_sequential(graph: Graph, device: Device | str, lanes: int | None = None,
                    weights: WeightSource | None = None, flash_address: int = FLASH_ADDRESS) -> SeqFit:
-    """The fastest sequential engine that fits `device` by its DSPs and memories: the largest array
-    (or `lanes`), its weights in a ROM if the block RAMs hold it, else in a quad flash (or `weights`)."""
+    """The fastest sequential engine that fits `device`: over every array size (or `lanes`) and
+    weight source (ROM, else a quad flash; or `weights`), by the cycle model's interval, the
+    smaller array on a tie."""
     device = DEVICES[device] if isinstance(device, str) else device
-    reasons = []
-    sources = (weights,) if weights is not None else (WeightSource.ROM, WeightSource.QSPI)
-    for size in ([lanes] if lanes else range(max(1, math.isqrt(device.dsps)), 0, -1)):
+    reasons, best = [], None
+    sizes = [lanes] if lanes else range(1, max(1, math.isqrt(device.dsps)) + 1)
+    for size in sizes:
+        sources = (weights,) if weights is not None else (WeightSource.ROM, WeightSource.QSPI)
         for source in sources:
             plan, program = make_seq_plan(graph, size, 1, source, flash_address, device.sprams > 0)
-            fmt = program.fmt
-            dsp = size * size + dsp_chunks(fmt.acc_bits) * dsp_chunks(fmt.multiplier_bits)
-            bank_bits = ELEMENT_BITS * size
-            spram = sum(sprams_for(w, bank_bits) for w in plan.bank_words) if device.sprams else 0
-            bram = blocks_for(2 * program.tile_depth, fmt.entry_bits, device.family)
-            if not device.sprams:
-                bram += sum(blocks_for(w, bank_bits, device.family) for w in plan.bank_words)
-            if source is WeightSource.ROM:
-                bram += blocks_for(program.stream_length, fmt.word_bits, device.family)
-            needs = (("DSPs", dsp, device.dsps), ("block RAMs", bram, device.brams), ("SPRAMs", spram, device.sprams))
-            over = [(n, need, have) for n, need, have in needs if need > have]
-            if not over:
-                return SeqFit(device, plan, dsp, bram, spram)
-            reasons.append(f"{size}x{size} with weights from {source.value}: needs " +
-                           ", ".join(f"{need} {n} of {have}" for n, need, have in over))
-    raise DoesNotFitDevice(f"{graph.name}: no sequential engine fits {device.name}: " + "; ".join(reasons[-2:]))
+            est = seq_estimate(program, device)
+            over = _over(est, device)
+            if over:
+                reasons.append(f"{size}x{size} with weights from {source.value}: needs {', '.join(over)}")
+                continue
+            if best is None or plan.interval < best.plan.interval:
+                best = SeqFit(device, plan, est)
+            break   # a ROM that fits beats a flash
+    if best is None:
+        raise DoesNotFitDevice(f"{graph.name}: no sequential engine fits {device.name}: " + "; ".join(reasons[:2]))
+    return best
 
 
 @dataclass(frozen=True)
@@ -83,20 +84,29 @@ class Choice:
 
 
 def choose(graph: Graph, device: Device | str) -> Choice:
-    """The dataflow folding that fits `device`, else the sequential engine that does (its logic is
-    not estimated yet, so it is chosen only where the dataflow cannot be); the estimated
-    inferences/s of both, at the device's clock, say why."""
+    """Of the dataflow folding and the sequential engine that fit `device`, the one with the higher
+    estimated inferences/s at the device's clock; the why names both."""
     device = DEVICES[device] if isinstance(device, str) else device
-    rate = lambda f: device.default_clock_mhz * 1e6 / f.plan.interval  # noqa: E731
+    clock = device.default_clock_mhz
+
+    def rate(fit) -> str:
+        return f"{clock * 1e6 / fit.plan.interval:,.1f} inferences/s"
+
+    fits, why_not = {}, {}
     try:
-        dataflow = fit_device(graph, device)
+        fits["dataflow"] = fit_device(graph, device)
     except DoesNotFitDevice as exc:
-        try:
-            sequential = fit_sequential(graph, device)
-        except (DoesNotFitDevice, UnsupportedModelError) as why_not:
-            raise DoesNotFitDevice(f"{exc}; nor the sequential engine: {why_not}") from None
-        return Choice(sequential, f"{device.name}: the sequential engine, an estimated {rate(sequential):,.1f} "
-                                  f"inferences/s at {device.default_clock_mhz:g} MHz; the dataflow accelerator does "
-                                  f"not fit ({exc})")
-    return Choice(dataflow, f"{device.name}: the dataflow accelerator, an estimated {rate(dataflow):,.1f} "
-                            f"inferences/s at {device.default_clock_mhz:g} MHz")
+        why_not["dataflow"] = str(exc)
+    try:
+        fits["sequential"] = fit_sequential(graph, device)
+    except (DoesNotFitDevice, UnsupportedModelError) as exc:
+        why_not["sequential"] = str(exc)
+    if not fits:
+        raise DoesNotFitDevice(f"{why_not['dataflow']}; nor the sequential engine: {why_not['sequential']}")
+    arch = min(fits, key=lambda a: (fits[a].plan.interval, a))   # dataflow on a tie
+    other = "sequential" if arch == "dataflow" else "dataflow"
+    names = {"dataflow": "the dataflow accelerator", "sequential": "the sequential engine"}
+    because = (f"{names[other]}: {rate(fits[other])}" if other in fits
+               else f"{names[other]} does not fit ({why_not[other]})")
+    return Choice(fits[arch], f"{device.name}: {names[arch]}, an estimated {rate(fits[arch])} at {clock:g} MHz; "
+                              f"{because}")

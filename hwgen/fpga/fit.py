@@ -27,6 +27,7 @@ from ..errors import HwgenError
 from ..ir import Graph
 from .plan import WINDOW_SLACK_ROWS, Plan, engine_programs, make_plan
 from .resources import Estimate, bram_blocks, estimate, lane_in_dsp, memories, place_memories
+from .seqresources import SeqEstimate
 
 __all__ = ["Fit", "fit_device", "fit_budget", "resources_text", "LOGIC_MARGIN", "budget_ladder", "DoesNotFitDevice",
            "overflows", "default_fit_note"]
@@ -87,12 +88,12 @@ def budget_ladder(limit: int = MAX_BUDGET) -> list[int]:
     return sorted(b for b in ladder if 1 <= b <= limit)
 
 
-def overflows(e: Estimate, device: Device, margin: float = LOGIC_MARGIN) -> list[tuple[str, int, int]]:
-    """(resource, need, have) for every resource the estimate exceeds; logic and flip-flops may use
-    `margin` of the device (DSPs and block RAMs are counted: all of them)."""
+def overflows(e: Estimate | SeqEstimate, device: Device, margin: float = LOGIC_MARGIN) -> list[tuple[str, int, int]]:
+    """(resource, need, have) for every resource the estimate (of either architecture) exceeds; logic
+    and flip-flops may use `margin` of the device (DSPs and block RAMs are counted: all of them)."""
     logic_cap = int(device.logic * margin)
     ff_cap = int(device.ffs * margin)
-    checks = [("DSPs", e.dsp, device.dsps), ("block RAMs", e.bram, device.brams),
+    checks = [("DSPs", e.dsp, device.dsps), ("block RAMs", e.bram, device.brams), ("SPRAMs", e.spram, device.sprams),
               ("logic cells" if device.family is Family.ICE40 else "LUT4s", e.cells, logic_cap),
               ("flip-flops", e.ff, ff_cap)]
     return [(name, need, have) for name, need, have in checks if need > have]
@@ -242,8 +243,8 @@ def resources_text(data: dict) -> str:
     e = data["estimate"]
     if data.get("arch") == "sequential":
         return (f"fitted to {data['device']}: sequential engine, {data['lanes']}x{data['lanes']} array, weights from "
-                f"{data['weights']}, interval {data['interval']:,} cycles\n  estimate: {e['dsp']} DSP, {e['bram']} "
-                f"block RAM, {e['spram']} SPRAM (logic not estimated)")
+                f"{data['weights']}, interval {data['interval']:,} cycles\n  estimate: {e['cells']:,} logic cells "
+                f"({e['logic']:,} LUT4), {e['ff']:,} FF, {e['dsp']} DSP, {e['bram']} block RAM, {e['spram']} SPRAM")
     lines = [f"fitted to {data['device']}: {data['budget']} multipliers"
              + (f" ({sum(data['lut_lanes'].values())} of them built from logic)" if data["lut_lanes"] else "")
              + f", interval {data['interval']:,} cycles",

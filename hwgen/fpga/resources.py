@@ -313,6 +313,10 @@ class Estimate:
                         # included (CELLS)
     weights: dict[str, int] = field(default_factory=dict)  # weight bits by where they are ("bram", "logic")
 
+    @property
+    def spram(self) -> int:
+        return 0   # the dataflow accelerator keeps everything in block RAM, LUT RAM and logic
+
     def to_json(self) -> dict:
         return {
             "device": self.device, "logic": self.logic, "ff": self.ff, "dsp": self.dsp, "bram": self.bram,

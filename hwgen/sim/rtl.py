@@ -21,7 +21,7 @@ from ..fixed import IntType
 from ..fpga.outputs import OutputMux
 from .verilator import StreamModel, Trace, build
 
-__all__ = ["pack_words", "unpack_words", "RtlRun", "RtlAccelerator", "PROGRESS_CYCLES"]
+__all__ = ["pack_words", "unpack_words", "unpack_outputs", "RtlRun", "RtlAccelerator", "PROGRESS_CYCLES"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,12 @@ def _tags(limbs: np.ndarray, mux: OutputMux) -> np.ndarray:
     return (value & np.uint64((1 << mux.tag_bits) - 1)).astype(np.int64)
 
 
+def unpack_outputs(limbs: np.ndarray, mux: OutputMux) -> dict[str, np.ndarray]:
+    """The output tensors, by name, in the `o` stream's words (samples back to back)."""
+    tags = _tags(limbs, mux)
+    return {s.tensor: unpack_words(limbs[tags == k], s.dtype, s.lanes, s.shape) for k, s in enumerate(mux.streams)}
+
+
 class RtlAccelerator:
     """A Verilated accelerator with its stream formats.
 
@@ -145,7 +151,7 @@ class RtlAccelerator:
         out_words = self.mux.words_per_sample
         per_sample = max(self.expected_interval, in_words, out_words, 1)
         chunk = batch if trace_path is not None else max(1, min(batch, PROGRESS_CYCLES // per_sample))
-        limbs, tags, cycles, seconds = [], [], 0, 0.0
+        limbs, cycles, seconds = [], 0, 0.0
         latency, interval = None, None
         # room for a slow start (pipeline fill, reset) on top of the expected cycles
         budget = lambda n: 10 * per_sample * (n + 2) + 100_000  # noqa: E731
@@ -158,18 +164,15 @@ class RtlAccelerator:
             seconds += time.perf_counter() - begin
             cycles += result.cycles
             limbs.append(result.limbs)
-            tags.append(_tags(result.limbs, self.mux))
             if latency is None:
-                ends = self._sample_ends(tags[0], result.out_cycles)
+                ends = self._sample_ends(_tags(result.limbs, self.mux), result.out_cycles)
                 latency = int(ends[0]) - int(result.in_cycles[0])
                 interval = _interval(ends)
             if progress is not None and batch > chunk:
                 done = min(batch, start + chunk)
                 progress(f"simulated {done}/{batch} samples, {cycles:,} cycles "
                          f"({cycles / max(seconds, 1e-9) / 1e6:.1f} M cycles/s)")
-        words, tags = np.concatenate(limbs), np.concatenate(tags)
-        outputs = {s.tensor: unpack_words(words[tags == k], s.dtype, s.lanes, s.shape)
-                   for k, s in enumerate(self.mux.streams)}
+        outputs = unpack_outputs(np.concatenate(limbs), self.mux)
         perf = self.model.perf()
         counters = {name: (perf >> (32 * k)) & 0xFFFF_FFFF for k, name in enumerate(self.counter_names)}
         return RtlRun(outputs, cycles, latency, interval, counters, seconds)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth import C, Cat, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal, unsigned
+from amaranth import C, Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal, unsigned
 from amaranth.lib import cdc, fifo, io, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,6 +39,7 @@ from ..devices import device as lookup_device
 from ..errors import InvalidOptionError, ToolchainError
 from .flow import SEED, SynthResult, check_fits, check_verified, make_report
 from .harness import StreamPorts, stream_ports
+from .pll import Pll, ice40_pll
 from .report import yosys_resources
 from .tools import ProgressCallback, first_error_line, run_tool, tool_env
 
@@ -243,14 +244,17 @@ class BoardTop(Elaboratable):
     sequential engine's flash pins (`flash_lines` 1 or 4) to the board's SPI flash."""
 
     def __init__(self, accelerator: VerilogAccelerator, *, baud: int = DEFAULT_BAUD,
-                 fifo_depth: int = DEFAULT_FIFO_DEPTH, flash_lines: int = 0) -> None:
+                 fifo_depth: int = DEFAULT_FIFO_DEPTH, flash_lines: int = 0, pll: Pll | None = None) -> None:
         self.accelerator, self.baud, self.fifo_depth = accelerator, baud, fifo_depth
-        self.flash_lines = flash_lines
+        self.flash_lines, self.pll = flash_lines, pll
 
     def elaborate(self, platform) -> Module:
         m = Module()
         acc = self.accelerator
-        divisor = round(platform.default_clk_frequency / self.baud)
+        clock_hz = platform.default_clk_frequency
+        if self.pll is not None:
+            clock_hz = self._pll_domain(m, platform)
+        divisor = round(clock_hz / self.baud)
         m.submodules.bridge = bridge = StreamBridge(acc.ports.in_width, acc.ports.out_width, divisor=divisor,
                                                     fifo_depth=self.fifo_depth)
         platform.add_file(f"{acc.top}.v", acc.verilog)
@@ -272,6 +276,32 @@ class BoardTop(Elaboratable):
                      led_pin.o.eq(bridge.overrun | bridge.framing_error)]
         return m
 
+
+    def _pll_domain(self, m: Module, platform) -> float:
+        """The sync domain at the PLL's clock, made from the board's oscillator pin (SB_PLL40_PAD
+        takes the pad itself), held in reset until the PLL has locked and then 15 us more, as the
+        platform's own domain is (iCE40 block RAMs read zero for about 3 us after configuration)."""
+        pll = self.pll
+        clk_hz = pll.f_out_mhz * 1e6
+        pad = platform.request(platform.default_clk, dir="-")
+        clk, lock = Signal(name="pll_clk"), Signal(name="pll_lock")
+        m.submodules.pll = Instance(
+            "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_DIVR=pll.divr, p_DIVF=pll.divf, p_DIVQ=pll.divq,
+            p_FILTER_RANGE=pll.filter_range, i_PACKAGEPIN=pad.io, i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=clk,
+            o_LOCK=lock)
+        platform.add_clock_constraint(clk, clk_hz)
+        m.domains.por = ClockDomain("por", reset_less=True, local=True)
+        m.domains.sync = ClockDomain("sync")
+        delay = int(15e-6 * clk_hz)
+        timer, ready = Signal(range(delay + 1)), Signal()
+        m.d.comb += [ClockSignal("por").eq(clk), ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~ready)]
+        with m.If(~lock):
+            m.d.por += [timer.eq(0), ready.eq(0)]
+        with m.Elif(timer == delay):
+            m.d.por += ready.eq(1)
+        with m.Else():
+            m.d.por += timer.eq(timer + 1)
+        return clk_hz
 
     def _flash(self, m: Module, platform) -> dict:
         """The accelerator's flash pins on the board's configuration flash (user I/O once the FPGA
@@ -321,7 +351,8 @@ _BUILD_NAME = "hwgen_board"
 
 def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | Path, baud: int = DEFAULT_BAUD,
                 fifo_depth: int = DEFAULT_FIFO_DEPTH, seed: int = SEED, verified_sha256: str | None = None,
-                progress: ProgressCallback | None = None, flash_lines: int = 0) -> SynthResult:
+                progress: ProgressCallback | None = None, flash_lines: int = 0,
+                clock_mhz: float | None = None) -> SynthResult:
     """Builds a bitstream of ``accelerator`` behind the UART bridge for ``board``.
 
     Amaranth's own build script for the board runs (yosys, nextpnr with the board's pin and
@@ -337,12 +368,18 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
     if not 1200 <= baud <= 3_000_000:
         raise InvalidOptionError(f"--baud must be 1200..3000000, not {baud}")
     platform = spec.make_platform()
-    clock_mhz = platform.default_clk_frequency / 1e6
-    divisor = round(platform.default_clk_frequency / baud)
+    pll = None
+    if clock_mhz is not None:   # the design clock from the board's oscillator through a PLL
+        if dev.family is not Family.ICE40:
+            raise InvalidOptionError(f"--clock with --board: only the iCE40 boards' PLL is supported, not {board}'s")
+        pll = ice40_pll(platform.default_clk_frequency / 1e6, clock_mhz)
+    clock_hz = pll.f_out_mhz * 1e6 if pll else platform.default_clk_frequency
+    clock_mhz = clock_hz / 1e6
+    divisor = round(clock_hz / baud)
     if divisor < 4:
         raise InvalidOptionError(f"--baud {baud} is too fast for the {clock_mhz:g} MHz clock of {board} "
                                  f"(at least 4 clock cycles per bit)")
-    actual = platform.default_clk_frequency / divisor
+    actual = clock_hz / divisor
     if abs(actual - baud) > 0.02 * baud:  # 8N1 receivers tolerate a few percent in all
         raise InvalidOptionError(f"--baud {baud} is {100 * (actual / baud - 1):+.1f}% off at the {clock_mhz:g} MHz "
                                  f"clock of {board} ({divisor} cycles per bit); choose a rate within 2%")
@@ -356,7 +393,7 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
     top = accelerator.top
     synth_opts = dev.synth_command.split(maxsplit=1)[1] if " " in dev.synth_command else ""
     plan = platform.build(
-        BoardTop(accelerator, baud=baud, fifo_depth=fifo_depth, flash_lines=flash_lines), name=_BUILD_NAME,
+        BoardTop(accelerator, baud=baud, fifo_depth=fifo_depth, flash_lines=flash_lines, pll=pll), name=_BUILD_NAME,
         do_build=False,
         synth_opts=synth_opts,
         script_after_read=f"setattr -mod -set keep_hierarchy 1 {top}",
@@ -366,7 +403,8 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
     for stale in ("stat.json", "nextpnr.json", "report.json"):
         (out / stale).unlink(missing_ok=True)
     report(f"{board}: building {_BUILD_NAME} with {top} behind a {baud}-baud UART bridge "
-           f"({clock_mhz:g} MHz clock)")
+           f"({clock_mhz:g} MHz clock" + (f" from a PLL: DIVR {pll.divr}, DIVF {pll.divf}, DIVQ {pll.divq})" if pll
+                                          else ")"))
     start = time.perf_counter()
     try:
         run_tool("build", [f"build_{_BUILD_NAME}.sh"], command=["sh"], cwd=out, log=out / "build.log",
@@ -375,7 +413,9 @@ def build_board(accelerator: VerilogAccelerator, board: str, *, out_dir: str | P
         stat_file = out / "stat.json"
         if stat_file.exists():  # name the resource when yosys's netlist already cannot fit
             check_fits(dev, yosys_resources(json.loads(stat_file.read_text())))
-        raise ToolchainError(f"{board} build failed: {first_error_line(exc.output)} [log: {out / 'build.log'}]",
+        first = first_error_line(exc.output)
+        hint = "; build it with a lower --clock" if "Max frequency" in first and "FAIL at" in first else ""
+        raise ToolchainError(f"{board} build failed: {first}{hint} [log: {out / 'build.log'}]",
                              output=exc.output) from None
     seconds = time.perf_counter() - start
 

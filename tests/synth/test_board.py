@@ -313,3 +313,62 @@ def test_a_flash_design_on_the_icebreaker_reads_the_boards_spi_flash(weights):
         assert re.search(rf"^set_io .*spi_flash_{'4x' if weights == 'qspi' else '1x'}.* {pin}$", pcf, re.M), pin
     top = build.files["t.il"] if "t.il" in build.files else build.files["t.v"]
     assert "flash__io0_oe" in top and "flash__dq" in top
+
+
+# -- the PLL (--board icebreaker --clock MHZ) ----------------------------------------------------
+
+
+def test_ice40_pll_dividers():
+    from hwgen.synth.pll import ice40_pll
+    # icepll -i 12 -o 24 / -o 48 / -o 30
+    assert (lambda p: (p.divr, p.divf, p.divq, p.filter_range))(ice40_pll(12, 24)) == (0, 63, 5, 1)
+    assert (lambda p: (p.divr, p.divf, p.divq, p.filter_range))(ice40_pll(12, 48)) == (0, 63, 4, 1)
+    assert ice40_pll(12, 30).f_out_mhz == 30.0
+    assert ice40_pll(12, 27.21).f_out_mhz == 27.0      # never above what was asked (timing)
+    for wrong in (15, 300):
+        with pytest.raises(InvalidOptionError, match="the iCE40 PLL makes 16 to 275 MHz"):
+            ice40_pll(12, wrong)
+
+
+@given(st.floats(10, 133), st.floats(16, 275))
+def test_ice40_pll_keeps_its_ranges(f_in, f_out):
+    from hwgen.synth.pll import ice40_pll
+    try:
+        p = ice40_pll(f_in, f_out)
+    except InvalidOptionError:
+        return
+    assert 10 <= p.f_pfd_mhz <= 133 and 533 <= p.f_vco_mhz <= 1066 and 1 <= p.divq <= 6
+    assert 16 <= p.f_out_mhz <= f_out + 1e-9
+    assert 0 <= p.divr <= 15 and 0 <= p.divf <= 127 and 1 <= p.filter_range <= 6
+    # no divider of the same DIVR and DIVQ gives a clock closer below f_out
+    better = Pll_of(p, p.divf + 1)
+    assert not (533 <= better.f_vco_mhz <= 1066 and better.f_out_mhz <= f_out + 1e-9)
+
+
+def Pll_of(p, divf):
+    from hwgen.synth.pll import Pll
+    return Pll(p.f_in_mhz, p.divr, divf, p.divq)
+
+
+def test_a_pll_clocks_the_icebreaker_build():
+    from hwgen.synth.pll import ice40_pll
+    acc = VerilogAccelerator.from_component(MacArray(2), "mac2")
+    build = BOARDS["icebreaker"].make_platform().build(BoardTop(acc, pll=ice40_pll(12, 24)), name="t",
+                                                       do_build=False)
+    top = build.files["t.il"] if "t.il" in build.files else build.files["t.v"]
+    assert "SB_PLL40_PAD" in top and re.search(r"DIVF\D+63\b", top) and re.search(r"DIVQ\D+5\b", top)
+    pcf = build.files["t.pcf"]
+    assert re.search(r"^set_io .*clk12.* 35$", pcf, re.M)     # the PLL takes the 12 MHz pad itself
+    assert re.search(r"^set_frequency pll_clk 24.0$", pcf, re.M)
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+@needs_tools
+def test_icebreaker_bitstream_with_a_pll(tmp_path):
+    acc = VerilogAccelerator.from_component(MacArray(2), "mac2")
+    result = build_board(acc, "icebreaker", out_dir=tmp_path, fifo_depth=512, clock_mhz=30)
+    report = result.report
+    assert report.timing_met and abs(report.clocks[0].target_mhz - 30) < 0.1   # nextpnr rounds the period
+    with pytest.raises(InvalidOptionError, match="only the iCE40 boards' PLL is supported"):
+        build_board(acc, "ulx3s-85f", out_dir=tmp_path / "ulx3s", clock_mhz=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from hwgen.fpga.sequential import FLASH_MAGIC
 
@@ -75,9 +76,18 @@ def test_on_the_up5k_the_banks_are_sprams(tmp_path, capsys):
     assert "no sequential engine fits ice40-up5k: 8x8 with weights from rom: needs" in err and "8 SPRAMs of 4" in err
 
 
-def test_the_device_chooses_the_architecture_that_fits(tmp_path, capsys):
-    """person_detect's weights fit no UP5K dataflow folding: --device takes the sequential engine, the
-    largest array whose DSPs fit (2x2 and a requantizer of 2x2 DSP chunks: 8 of 8), weights from flash."""
+def _rates(why: str) -> tuple[float, float]:
+    """The chosen architecture's estimated inferences/s and the other's, from the why."""
+    rates = [float(r.replace(",", "")) for r in re.findall(r"([\d,.]+) inferences/s", why)]
+    assert len(rates) == 2, why
+    return rates[0], rates[1]
+
+
+def test_the_device_chooses_the_faster_architecture_that_fits(tmp_path, capsys):
+    """--device without --arch: of the dataflow folding and the sequential engine that fit, the one
+    with the higher estimated inferences/s; the log and the manifest say why."""
+    # person_detect's weights fit no UP5K dataflow folding: the sequential engine, a 2x2 array (its
+    # DSPs, 4 products and a requantizer of 2x2 chunks, are all 8), weights from flash
     out = tmp_path / "out"
     code, _, err = run_cli(capsys, "compile", PERSON / "person_detect_qdq.onnx", "-o", out, "--target", "fpga",
                            "--device", "ice40-up5k")
@@ -86,12 +96,22 @@ def test_the_device_chooses_the_architecture_that_fits(tmp_path, capsys):
     manifest = json.loads((out / "fpga" / "manifest.json").read_text())
     assert manifest["arch"] == "sequential" and manifest["plan"]["lanes"] == 2 and manifest["plan"]["spram_banks"]
     assert manifest["plan"]["weights"] == "qspi" and "device_choice" in manifest
-    resources = json.loads((out / "fpga" / "resources.json").read_text())
-    assert resources["estimate"]["dsp"] == 8 and resources["estimate"]["spram"] == 3
-    # TinyCNN fits a UP5K as a dataflow accelerator: that one, as before
+    estimate = json.loads((out / "fpga" / "resources.json").read_text())["estimate"]
+    assert estimate["dsp"] == 8 and estimate["spram"] == 3 and 0 < estimate["cells"] <= 5280
+    # TinyCNN fits the UP5K both ways: the sequential engine is estimated (and measured) faster
     code, _, err = run_cli(capsys, "compile", TINY, "-o", tmp_path / "tiny", "--target", "fpga", "--device",
                            "ice40-up5k")
-    assert code == 0 and "--device chose ice40-up5k: the dataflow accelerator" in err
+    assert code == 0 and "--device chose ice40-up5k: the sequential engine" in err, err
+    why = json.loads((tmp_path / "tiny" / "fpga" / "manifest.json").read_text())["device_choice"]
+    chosen, other = _rates(why)
+    assert chosen > other and "the dataflow accelerator:" in why
+    # on an ECP5-85k the dataflow accelerator unrolls TinyCNN far past any sequential array
+    code, _, err = run_cli(capsys, "compile", TINY, "-o", tmp_path / "big", "--target", "fpga", "--device",
+                           "ecp5-85k")
+    assert code == 0 and "--device chose ecp5-85k: the dataflow accelerator" in err, err
+    why = json.loads((tmp_path / "big" / "fpga" / "manifest.json").read_text())["device_choice"]
+    chosen, other = _rates(why)
+    assert chosen > other and "the sequential engine:" in why
 
 
 def test_flash_address_must_fit_24_bits(tmp_path, capsys):

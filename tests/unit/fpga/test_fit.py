@@ -103,7 +103,8 @@ def test_a_budget_too_big_for_the_device_is_refused(tiny):
 
 def test_compile_for_a_device(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["compile", str(PRUNED), "-o", str(out), "--target", "fpga", "--device", "ice40-up5k"]) == 0
+    assert main(["compile", str(PRUNED), "-o", str(out), "--target", "fpga", "--device", "ice40-up5k", "--arch",
+                 "dataflow"]) == 0
     assert "ice40-up5k:" in capsys.readouterr().err
     manifest = json.loads((out / "fpga" / "manifest.json").read_text())
     verilog = (out / "fpga" / manifest["verilog"]).read_bytes()
@@ -126,3 +127,28 @@ def test_compile_refuses_a_model_that_does_not_fit_and_writes_nothing(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and not out.exists() and err.count("\n") == 1
     assert "does not fit ice40-up5k" in err and "nor the sequential engine: node '/Add' (Add)" in err
+
+
+def test_the_sequential_fit_takes_the_fastest_engine_not_the_largest():
+    """On an ECP5-85k a 12x12 array fits, but its stream (a depthwise step carries 144 weights for 12)
+    only fits a flash and is flash-bound: a smaller array with the weights in a ROM is faster."""
+    from hwgen.fpga.archfit import fit_sequential
+    from hwgen.fpga.outputs import hardware_graph
+    from hwgen.fpga.sequential import WeightSource
+
+    graph, _ = hardware_graph(compile_model(PERSON / "person_detect_qdq.onnx").graph)
+    fit = fit_sequential(graph, "ecp5-85k")
+    assert fit.plan.weights is WeightSource.ROM and fit.plan.lanes < 12
+    e, d = fit.estimate, fit.device
+    assert e.dsp <= d.dsps and e.bram <= d.brams and 0 < e.cells <= d.logic * LOGIC_MARGIN
+    tried = 0
+    for lanes in range(1, 13):
+        for source in (WeightSource.ROM, WeightSource.QSPI):
+            try:
+                other = fit_sequential(graph, "ecp5-85k", lanes, source)
+            except DoesNotFitDevice as exc:
+                assert f"{lanes}x{lanes} with weights from {source.value}: needs" in str(exc)
+                continue
+            tried += 1
+            assert other.plan.interval >= fit.plan.interval, (lanes, source)
+    assert tried >= 12
