@@ -172,23 +172,28 @@ def synthesize(verilog: str, top: str, family: str, work: Path) -> tuple[dict[st
     lines += ["design -load src", "blackbox " + " ".join(f"{top}.net.{sub}" for sub in subs),
               f"{synth} -top {top}", "tee -q -o stat_top.json stat -json",
               "design -load src", f"{synth} -top {top}", "tee -q -o stat_flat.json stat -json", ""]
-    script = "\n".join(lines)
+    out = cached_yosys(verilog, "\n".join(lines), work, "stat_flat.json", family)
+    stats = {sub: json.loads((out / f"stat_{i}.json").read_text()) for i, sub in enumerate(subs)}
+    stats["top"] = json.loads((out / "stat_top.json").read_text())
+    return stats, json.loads((out / "stat_flat.json").read_text())
+
+
+def cached_yosys(verilog: str, script: str, work: Path, result: str, label: str) -> Path:
+    """Runs `script` on `verilog` (as design.v) in a directory of `work` named by their hash, unless
+    an earlier run there left `result`; returns the directory."""
     # Escaped names of bits ("\\i__payload[0] ") collide with the wires abc9 reintegrates
     # (yosys 0.70 asserts `count_id(wire->name) == 0`): renamed, "\\i__payload_0_ ".
     for _ in range(2):
         verilog = re.sub(r"(\\\S*)\[(\d+)\] ", r"\1_\2_ ", verilog)
-    key = hashlib.sha256((verilog + script).encode()).hexdigest()[:16]
-    out = work / key
-    if not (out / "stat_flat.json").exists():
+    out = work / hashlib.sha256((verilog + script).encode()).hexdigest()[:16]
+    if not (out / result).exists():
         out.mkdir(parents=True, exist_ok=True)
         (out / "design.v").write_text(verilog)
         (out / "synth.ys").write_text(script)
         start = time.perf_counter()
         run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], cwd=out, log=out / "output.log")
-        print(f"    yosys {family}: {time.perf_counter() - start:.0f} s", flush=True)
-    stats = {sub: json.loads((out / f"stat_{i}.json").read_text()) for i, sub in enumerate(subs)}
-    stats["top"] = json.loads((out / "stat_top.json").read_text())
-    return stats, json.loads((out / "stat_flat.json").read_text())
+        print(f"    yosys {label}: {time.perf_counter() - start:.0f} s", flush=True)
+    return out
 
 
 def to_verilog(graph, plan) -> str:

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
-import re
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from calibrate_resources import nnls  # noqa: E402
+from calibrate_resources import cached_yosys, nnls  # noqa: E402
 
 import hwgen  # noqa: E402
 from hwgen.backends.fpga import to_verilog  # noqa: E402
@@ -46,7 +43,6 @@ from hwgen.fpga.outputs import hardware_graph  # noqa: E402
 from hwgen.fpga.seqresources import seq_estimate, seq_features  # noqa: E402
 from hwgen.fpga.sequential import WeightSource, make_seq_plan  # noqa: E402
 from hwgen.synth.report import yosys_resources  # noqa: E402
-from hwgen.synth.tools import run_tool  # noqa: E402
 
 MODELS = {
     "tinycnn": ROOT / "examples/models/digits/tinycnn_fp32_qdq_s8s8_pc.onnx",
@@ -85,16 +81,7 @@ def design_name(model: str, lanes: int, weights: str, bits: int) -> str:
 def synthesize(verilog: str, top: str, device, work: Path) -> dict:
     script = "\n".join([f"read_verilog -lib -specify +/{device.family.value}/cells_sim.v", "read_verilog design.v",
                         f"{device.synth_command} -top {top}", "tee -q -o stat.json stat -json", ""])
-    for _ in range(2):   # yosys 0.70's abc9 and escaped bit names: see calibrate_resources.synthesize
-        verilog = re.sub(r"(\\\S*)\[(\d+)\] ", r"\1_\2_ ", verilog)
-    out = work / hashlib.sha256((verilog + script).encode()).hexdigest()[:16]
-    if not (out / "stat.json").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "design.v").write_text(verilog)
-        (out / "synth.ys").write_text(script)
-        start = time.perf_counter()
-        run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], cwd=out, log=out / "output.log")
-        print(f"    yosys {device.family.value}: {time.perf_counter() - start:.0f} s", flush=True)
+    out = cached_yosys(verilog, script, work, "stat.json", device.family.value)
     return json.loads((out / "stat.json").read_text())
 
 
