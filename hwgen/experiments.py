@@ -477,7 +477,7 @@ def markdown(rows: Sequence[Mapping]) -> str:
 
 
 def _cell(column: str, value) -> str:
-    text = "-" if value is None else str(value)   # not estimated (the sequential engine's logic)
+    text = "-" if value is None else str(value)   # a value this row does not have
     if column == "model":
         text = Path(text).name
     if column in ("nonzero_macs", "params", "interval_cycles", "rvv_constant_bytes") or column.startswith(
