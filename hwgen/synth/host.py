@@ -23,6 +23,7 @@ from ..errors import HwgenError
 from ..fixed import IntType
 from ..fpga.outputs import OutputMux
 from ..sim.rtl import pack_words, unpack_outputs
+from ..sim.verilator import from_limbs, to_limbs
 from .board import DEFAULT_BAUD, bytes_per_word, bytes_to_words, words_to_bytes
 
 __all__ = ["Link", "BoardError", "open_port", "BoardFormat", "run_on_board", "board_script", "DEFAULT_TIMEOUT",
@@ -69,19 +70,11 @@ class BoardFormat:
 
     def encode(self, sample: np.ndarray) -> bytes:
         """One input tensor as the bytes the host sends."""
-        limbs = pack_words(sample[None], self.in_type, self.in_lanes)
-        return words_to_bytes([_word(row) for row in limbs], self.in_width)
+        return words_to_bytes(from_limbs(pack_words(sample[None], self.in_type, self.in_lanes)), self.in_width)
 
     def decode(self, data: bytes) -> dict[str, np.ndarray]:
         """One tensor's output bytes as its output tensors (a batch of one)."""
-        words = bytes_to_words(data, self.mux.width)
-        limbs = -(-self.mux.width // 32)
-        rows = np.array([[(w >> (32 * k)) & 0xFFFF_FFFF for k in range(limbs)] for w in words], dtype=np.uint32)
-        return unpack_outputs(rows.reshape(len(words), limbs), self.mux)
-
-
-def _word(limbs: np.ndarray) -> int:
-    return sum(int(v) << (32 * k) for k, v in enumerate(limbs))
+        return unpack_outputs(to_limbs(bytes_to_words(data, self.mux.width), self.mux.width), self.mux)
 
 
 def run_on_board(link: Link, fmt: BoardFormat, x: np.ndarray, *, port: str = "the board",

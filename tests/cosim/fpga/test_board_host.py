@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from hwgen.backends.fpga import load_output
+from hwgen.sim.verilator import from_limbs, to_limbs
 from hwgen.synth.board import bytes_per_word, bytes_to_words, words_to_bytes
 from tests.conftest import run_cli
 
@@ -55,12 +56,9 @@ class StandInBoard:
                         conn.sendall(self._compute(data))
 
     def _compute(self, data: bytes) -> bytes:
-        words = bytes_to_words(data, self.in_width)
-        limbs = -(-self.in_width // 32)
-        rows = np.array([[(w >> (32 * k)) & 0xFFFF_FFFF for k in range(limbs)] for w in words], dtype=np.uint32)
-        result = self.model.run(rows, self.mux.words_per_sample, max_cycles=10_000_000, reset=self.tensors == 1)
-        out_words = [sum(int(v) << (32 * k) for k, v in enumerate(row)) for row in result.limbs]
-        return words_to_bytes(out_words, self.mux.width)
+        words = to_limbs(bytes_to_words(data, self.in_width), self.in_width)
+        result = self.model.run(words, self.mux.words_per_sample, max_cycles=10_000_000, reset=self.tensors == 1)
+        return words_to_bytes(from_limbs(result.limbs), self.mux.width)
 
 
 @pytest.fixture(scope="module")
