@@ -73,7 +73,7 @@ class FpgaOptions:
     the multiplier budget the layers share (with a device: that budget, checked against it);
     `folds`: `LAYER=PE,SIMD` engines of their own; `measure`: also measure latency, interval and
     busy cycles in Verilator; `arch`: the architecture (None: the dataflow, or with a device, the
-    dataflow where it fits and the sequential engine where it does not; the sequential engine's MAC
+    one of the two that fit with the higher estimated inferences/s; the sequential engine's MAC
     array is L x L with L = floor(sqrt(multipliers)), 4 by default, or what fits the device);
     `weights`: where the sequential engine's weight stream comes from (None: a ROM, or with a device,
     a ROM if it fits, else QSPI flash holding OUT/fpga/weights.bin at `flash_address`).

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from .hardware import chunk_widths, dsp_chunks, queue_storage
 
-__all__ = ["UnitKind", "MemoryRole", "Memory", "queue_memory", "const_dsps", "requant_dsps", "requant_features"]
+__all__ = ["UnitKind", "MemoryRole", "Memory", "queue_memory", "const_dsps", "signal_dsps", "requant_dsps",
+           "requant_features"]
 
 
 class UnitKind(enum.StrEnum):
@@ -83,11 +84,16 @@ def const_dsps(acc_bits: int, value: int) -> int:
     return count
 
 
+def signal_dsps(acc_bits: int, multiplier_bits: int) -> int:
+    """DSPs of acc * multiplier with the multiplier a signal: a product of chunks per pair of chunks."""
+    return dsp_chunks(acc_bits) * dsp_chunks(multiplier_bits)
+
+
 def requant_dsps(acc_bits: int, multipliers: list[int]) -> int:
     """One requantizer's DSPs: its multiplier a signal (several values) or a constant."""
     if len(set(multipliers)) == 1:
         return const_dsps(acc_bits, multipliers[0])
-    return dsp_chunks(acc_bits) * dsp_chunks(max(m.bit_length() for m in multipliers))
+    return signal_dsps(acc_bits, max(m.bit_length() for m in multipliers))
 
 
 def requant_features(acc_bits: int, multipliers: list[int], shifts: list[int], lanes: int, out_bits: int) -> float:
