@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from calibrate_resources import cached_yosys, nnls  # noqa: E402
+from sequential import MODELS  # noqa: E402  (bench/sequential.py's models)
 
 import hwgen  # noqa: E402
 from hwgen.backends.fpga import to_verilog  # noqa: E402
@@ -44,12 +45,7 @@ from hwgen.fpga.seqresources import seq_estimate, seq_features  # noqa: E402
 from hwgen.fpga.sequential import WeightSource, make_seq_plan  # noqa: E402
 from hwgen.synth.report import yosys_resources  # noqa: E402
 
-MODELS = {
-    "tinycnn": ROOT / "examples/models/digits/tinycnn_fp32_qdq_s8s8_pc.onnx",
-    "tinycnn_unstruct50": ROOT / "examples/models/digits/tinycnn_unstruct50_qdq_s8s8_pc.onnx",
-    "person_detect": ROOT / "examples/models/person_detect/person_detect_qdq.onnx",
-}
-#: (model, L, weights, multiplier bits)
+#: (model of MODELS, L, weights, multiplier bits)
 DESIGNS = [
     ("tinycnn", 1, "qspi", 31), ("tinycnn", 2, "rom", 31), ("tinycnn", 2, "qspi", 31), ("tinycnn", 2, "spi", 16),
     ("tinycnn", 3, "qspi", 31), ("tinycnn", 4, "rom", 31), ("tinycnn", 4, "qspi", 16), ("tinycnn", 6, "qspi", 31),
